@@ -1,0 +1,49 @@
+"End-to-end smoke runs of the main job, nbs/finetune.ipynb, through papermill with tiny parameters."
+import json, os
+from pathlib import Path
+import pandas as pd
+import pytest
+
+papermill = pytest.importorskip('papermill')
+NB = Path(__file__).resolve().parent.parent/'nbs'/'finetune.ipynb'
+TINY = dict(epochs=1, steps_per_epoch=2, max_val=2, max_test=2, eval_size=64, quick=True, seed=1)
+
+
+def run_nb(tmp_path, **params):
+    out = tmp_path/'executed.ipynb'
+    papermill.execute_notebook(str(NB), str(out), parameters=dict(out_root=str(tmp_path/'outputs'), **params),
+                               kernel_name='python3', progress_bar=False, cwd=str(NB.parent.parent))
+    return out
+
+
+def test_v2_smoke_writes_the_run_folder(tmp_path):
+    run_nb(tmp_path, recipe='v2', run='smoke', **TINY)
+    d = tmp_path/'outputs'/'finetune'/'smoke'
+    for f in ('config.json', 'manifest.json', 'log.csv', 'metrics.csv', 'per_image.csv', 'curves.png', 'panel.png',
+              'checkpoints/model.pt', 'checkpoints/model_ema.pt'):
+        assert (d/f).is_file(), f
+    m = pd.read_csv(d/'metrics.csv')
+    assert {'dataset', 'split', 'method', 'metric', 'value', 'n'} <= set(m.columns)
+    zero = 'zero-shot' if os.environ.get('TISR_WEIGHTS') else None
+    methods = set(m['method'])
+    assert 'bicubic' in methods and 'v2' in methods and len(methods) == 3, methods
+    if zero: assert zero in methods
+    assert set(m['dataset']) == {'synth-faces', 'synth-scenes', 'all'}
+    assert m.query("metric == 'psnr'")['value'].between(10, 60).all()
+    assert any('LPIPS' in x for x in m['metric'])
+    log = pd.read_csv(d/'log.csv')
+    assert list(log['epoch']) == [0, 1] and 'synth-faces/psnr' in log
+    cfg = json.loads((d/'config.json').read_text())
+    assert cfg['recipe']['recipe'] == 'v2' and cfg['recipe']['steps_per_epoch'] == 2 and cfg['manifest_hash']
+
+
+def test_unknown_recipe_names_the_valid_ones(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError, match=r"valid: \['v1', 'v2'\]"):
+        run_nb(tmp_path, recipe='v9', run='bad', **TINY)
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    d = tmp_path/'outputs'/'finetune'/'mine'; d.mkdir(parents=True); (d/'notes.txt').write_text('keep me')
+    with pytest.raises(papermill.PapermillExecutionError, match='already holds a run'):
+        run_nb(tmp_path, recipe='v1', run='mine', **TINY)
+    assert (d/'notes.txt').read_text() == 'keep me'
