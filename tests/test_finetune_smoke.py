@@ -29,7 +29,9 @@ def test_v2_smoke_writes_the_run_folder(tmp_path):
     assert 'bicubic' in methods and 'v2' in methods and len(methods) == 3, methods
     if zero: assert zero in methods
     assert set(m['dataset']) == {'synth-faces', 'synth-scenes', 'all'}
-    assert m.query("metric == 'psnr'")['value'].between(10, 60).all()
+    psnr = m.query("metric == 'psnr'")
+    assert psnr['value'].map(lambda v: v == v and v > 0).all()                 # finite, positive
+    assert psnr.query("method == 'bicubic'")['value'].between(20, 60).all()    # a random-init model may be lower
     assert any('LPIPS' in x for x in m['metric'])
     log = pd.read_csv(d/'log.csv')
     assert list(log['epoch']) == [0, 1] and 'synth-faces/psnr' in log
