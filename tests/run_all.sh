@@ -16,4 +16,4 @@ fi
 echo "== nbdev_test"
 nbdev_test --n_workers 2
 echo "== pytest"
-python -m pytest -q tests "$@"
+python -m pytest -q -rs tests "$@"
