@@ -3,17 +3,13 @@ import json, os
 from pathlib import Path
 import pandas as pd
 import pytest
+from conftest import run_notebook
 
 papermill = pytest.importorskip('papermill')
-NB = Path(__file__).resolve().parent.parent/'nbs'/'finetune.ipynb'
 TINY = dict(epochs=1, steps_per_epoch=2, max_val=2, max_test=2, eval_size=64, quick=True, seed=1)
 
 
-def run_nb(tmp_path, **params):
-    out = tmp_path/'executed.ipynb'
-    papermill.execute_notebook(str(NB), str(out), parameters=dict(out_root=str(tmp_path/'outputs'), **params),
-                               kernel_name='python3', progress_bar=False, cwd=str(NB.parent.parent))
-    return out
+def run_nb(tmp_path, **params): return run_notebook('finetune.ipynb', tmp_path, **params)
 
 
 def test_v2_smoke_writes_the_run_folder(tmp_path):

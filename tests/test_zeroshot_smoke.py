@@ -4,17 +4,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_notebook
 
 papermill = pytest.importorskip('papermill')
-NB = Path(__file__).resolve().parent.parent/'nbs'/'zeroshot.ipynb'
 TINY = dict(max_images=1, eval_size=64, timing_repeats=1, seed=0)
 
 
-def run_nb(tmp_path, **params):
-    out = tmp_path/'executed.ipynb'
-    papermill.execute_notebook(str(NB), str(out), parameters=dict(out_root=str(tmp_path/'outputs'), **params),
-                               kernel_name='python3', progress_bar=False, cwd=str(NB.parent.parent))
-    return out
+def run_nb(tmp_path, **params): return run_notebook('zeroshot.ipynb', tmp_path, **params)
 
 
 def test_zeroshot_smoke_writes_metrics_and_figure(tmp_path):
