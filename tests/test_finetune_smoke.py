@@ -36,7 +36,7 @@ def test_v2_smoke_writes_the_run_folder(tmp_path):
 
 
 def test_unknown_recipe_names_the_valid_ones(tmp_path):
-    with pytest.raises(papermill.PapermillExecutionError, match=r"valid: \['v1', 'v2'\]"):
+    with pytest.raises(papermill.PapermillExecutionError, match=r"valid: \['delta', 'srresnet-l1', 'srresnet-realesrgan', 'v1', 'v2', 'v3'\]"):
         run_nb(tmp_path, recipe='v9', run='bad', **TINY)
 
 
@@ -45,3 +45,44 @@ def test_existing_run_is_not_overwritten(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match='already holds a run'):
         run_nb(tmp_path, recipe='v1', run='mine', **TINY)
     assert (d/'notes.txt').read_text() == 'keep me'
+
+
+def test_unknown_knob_lists_the_knobs(tmp_path):
+    from tisr.experiment import Finetune
+    with pytest.raises(ValueError, match=r"no knob \['lrate'\]; valid knobs: \[.*'eval_steps'.*'patience'"):
+        Finetune('v2', lrate=1e-4, out_root=tmp_path)
+
+
+def test_resume_continues_a_run_and_refuses_a_changed_recipe(tmp_path):
+    from tisr.experiment import Finetune
+    run_nb(tmp_path, recipe='v1', run='r', **TINY)
+    d = tmp_path/'outputs'/'finetune'/'r'
+    tiny = dict(TINY, run='r', out_root=tmp_path/'outputs', progress=False)
+    with pytest.raises(ValueError, match=r"differs in \['lr'\]"):
+        Finetune('v1', resume=True, lr=1e-3, **tiny).run_all()
+    # the unchanged recipe resumes from the finished run's last checkpoint: nothing is trained again
+    Finetune('v1', resume=True, **tiny).run_all()
+    cfg = json.loads((d/'config.json').read_text())
+    assert cfg['resumed'] is True and pd.read_csv(d/'log.csv')['step'].tolist() == [0, 2]
+
+
+def test_delta_notebook_peak_capture(tmp_path):
+    run_notebook('delta.ipynb', tmp_path, epochs=1, steps_per_epoch=4, eval_steps=2, max_val=2, max_test=2, eval_size=64,
+                 quick=True, run='t')
+    d = tmp_path/'outputs'/'delta'/'t'
+    m = pd.read_csv(d/'metrics.csv')
+    assert {'bicubic', 'cfsr (backbone)', 'delta'} <= set(m['method'])
+    assert (d/'checkpoints'/'best.pt').is_file() and (d/'peak_capture.png').is_file()
+    assert pd.read_csv(d/'log.csv')['step'].tolist() == [0, 2, 4]      # step 0 = the starting model, then every 2
+    cfg = json.loads((d/'config.json').read_text())
+    assert cfg['recipe']['lr'] == 1e-6 and cfg['best_step'] in (2, 4)
+
+
+def test_srresnet_notebook_compares_both_losses(tmp_path):
+    run_notebook('srresnet.ipynb', tmp_path, epochs=1, steps_per_epoch=2, max_val=2, max_test=2, eval_size=64,
+                 quick=True, run='t')
+    for r in ('srresnet-realesrgan', 'srresnet-l1'):
+        d = tmp_path/'outputs'/'srresnet'/f't-{r}'
+        m = pd.read_csv(d/'metrics.csv')
+        assert r in set(m['method']) and 'zero-shot' not in set(m['method'])      # trained from scratch
+        assert json.loads((d/'config.json').read_text())['recipe']['degradation'] == 'realesrgan'
