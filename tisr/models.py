@@ -132,9 +132,12 @@ class ChannelNorm(nn.Module):
         super().__init__()
         self.weight, self.bias, self.eps = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.zeros(dim)), eps
     def forward(self, x):
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        return self.weight[:, None, None] * (x - mu) / torch.sqrt(var + self.eps) + self.bias[:, None, None]
+        d = x - x.mean(1, keepdim=True)
+        out = self.weight[:, None, None] * d
+        # in place on fresh temporaries (backward needs none of them): the same values, fewer full-size buffers
+        out /= torch.sqrt(d.pow(2).mean(1, keepdim=True) + self.eps)
+        out += self.bias[:, None, None]
+        return out
 
 class LargeKernelDW(nn.Module):
     "Depthwise large-kernel conv; the attribute name `lkb_reparam` follows the official checkpoints."
@@ -164,7 +167,9 @@ class EdgeFFN(nn.Module):
         self.pos = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
     def forward(self, x):
         x = self.act(self.fc1(self.norm(x)))
-        return self.fc2(x + self.act(self.pos(x)))
+        edges = self.act(self.pos(x))
+        edges += x  # GELU's backward needs its input, not its output
+        return self.fc2(edges)
 
 # %% ../nbs/04_models.ipynb #1863e6de
 class ConvFormerBlock(nn.Module):
@@ -175,8 +180,12 @@ class ConvFormerBlock(nn.Module):
         self.layer_scale_1 = nn.Parameter(torch.full((dim,), layer_scale))
         self.layer_scale_2 = nn.Parameter(torch.full((dim,), layer_scale))
     def forward(self, x):
-        x = x + self.layer_scale_1[:, None, None] * self.attn(x)
-        return x + self.layer_scale_2[:, None, None] * self.mlp(x)
+        # the residual adds go in place into the fresh scaled branch outputs: one full-size buffer less each
+        y = self.layer_scale_1[:, None, None] * self.attn(x)
+        y += x
+        out = self.layer_scale_2[:, None, None] * self.mlp(y)
+        out += y
+        return out
 
 class ConvFormerLayer(nn.Module):
     "A stack of ConvFormer blocks followed by a residual 1x1 conv."
@@ -186,7 +195,9 @@ class ConvFormerLayer(nn.Module):
         self.conv = nn.Conv2d(dim, dim, 1)
     def forward(self, x):
         for block in self.blocks: x = block(x)
-        return self.conv(x) + x
+        out = self.conv(x)
+        out += x
+        return out
 
 # %% ../nbs/04_models.ipynb #85547060
 @dataclass(frozen=True)
@@ -214,11 +225,17 @@ class CFSR(nn.Module):
         self.upsample = nn.Sequential(nn.Conv2d(embed_dim, scale**2 * in_chans, 3, 1, 1), nn.PixelShuffle(scale))
 
     def forward(self, x):
-        feat = self.conv_first((x - self.mean) * self.img_range)
+        x = x - self.mean
+        if self.img_range != 1: x = x * self.img_range  # skipped, not multiplied by 1: the same values, one pass less
+        feat = self.conv_first(x)
         body = feat
         for layer in self.layers: body = layer(body)
-        y = self.upsample(self.conv_after_body(self.norm(body)) + feat)
-        return y / self.img_range + self.mean
+        body = self.conv_after_body(self.norm(body))
+        body += feat
+        y = self.upsample(body)
+        if self.img_range != 1: y /= self.img_range
+        y += self.mean
+        return y
 
     def fold_spec(self) -> FoldSpec: return FoldSpec('conv_first', 'upsample.0', self.scale)
 

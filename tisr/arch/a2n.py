@@ -18,8 +18,10 @@ class PixelAttention(nn.Module):
     "x * sigmoid(1x1 conv(x)) (PAN's pixel attention; the conv is `conv`)."
     def __init__(self, nf:int):
         super().__init__(); self.conv = nn.Conv2d(nf, nf, 1)
-    def forward(self, x): return x * torch.sigmoid(self.conv(x))
+    def forward(self, x): return x * torch.sigmoid_(self.conv(x))
 
+# Activations here run in place on fresh conv outputs (as the official in-place LeakyReLU does): the same values,
+# one memory pass and one buffer less each.
 class AttentionBranch(nn.Module):
     "k4(k3(x) * sigmoid(k2(lrelu(k1(x))))): a 3x3 conv gated by a learnt pixel attention."
     def __init__(self, nf:int):
@@ -28,7 +30,7 @@ class AttentionBranch(nn.Module):
         self.k2 = nn.Conv2d(nf, nf, 1)
         self.k3, self.k4 = (nn.Conv2d(nf, nf, 3, 1, 1, bias=False) for _ in range(2))
     def forward(self, x):
-        gate = torch.sigmoid(self.k2(F.leaky_relu(self.k1(x), 0.2)))
+        gate = torch.sigmoid_(self.k2(F.leaky_relu_(self.k1(x), 0.2)))
         return self.k4(self.k3(x) * gate)
 
 # %% ../../nbs/arch/a2n.ipynb #54a26c7f
@@ -48,17 +50,19 @@ class AAB(nn.Module):
         return F.softmax(self.ADM(x.mean((2, 3))) / self.temperature, 1)
 
     def forward(self, x):
-        h = F.leaky_relu(self.conv_first(x), 0.2)
+        h = F.leaky_relu_(self.conv_first(x), 0.2)
         w = self.branch_weights(h)[:, :, None, None, None]
         mixed = w[:, 0] * self.attention(h) + w[:, 1] * self.non_attention(h)
-        return self.conv_last(F.leaky_relu(mixed, 0.2)) + x
+        out = self.conv_last(F.leaky_relu_(mixed, 0.2))
+        out += x
+        return out
 
 # %% ../../nbs/arch/a2n.ipynb #0bf09035
 def up_stage(net:nn.Module, i:int, fea:torch.Tensor, factor:int) -> torch.Tensor:
     "Stage `i` of `net`: nearest x`factor`, `upconv{i}`, `att{i}` + lrelu, `HRconv{i}` + lrelu (official names)."
     fea = getattr(net, f'upconv{i}')(F.interpolate(fea, scale_factor=factor, mode='nearest'))
-    fea = F.leaky_relu(getattr(net, f'att{i}')(fea), 0.2)
-    return F.leaky_relu(getattr(net, f'HRconv{i}')(fea), 0.2)
+    fea = F.leaky_relu_(getattr(net, f'att{i}')(fea), 0.2)
+    return F.leaky_relu_(getattr(net, f'HRconv{i}')(fea), 0.2)
 
 class A2N(nn.Module):
     "A2N (official key layout): conv_first, AAB_trunk, trunk_conv, upconv/att/HRconv stages, conv_last."
@@ -80,7 +84,9 @@ class A2N(nn.Module):
         fea = self.conv_first(x)
         fea = fea + self.trunk_conv(self.AAB_trunk(fea))
         for i, factor in enumerate(self.factors, 1): fea = up_stage(self, i, fea, factor)
-        return self.conv_last(fea) + F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
+        out = self.conv_last(fea)
+        out += F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
+        return out
 
     def fold_spec(self) -> FoldSpec: return FoldSpec('conv_first', 'conv_last')
 

@@ -15,8 +15,8 @@ __all__ = ['BSRN_WEIGHTS', 'pointwise', 'BSConvU', 'ESA', 'ESDB', 'InputTiling',
 
 # %% ../../nbs/arch/bsrn.ipynb #fd2122d0
 def pointwise(linear:nn.Linear, x:torch.Tensor) -> torch.Tensor:
-    "Apply `linear` over the channels of an NCHW tensor (a 1x1 conv with its weights)."
-    return F.conv2d(x, linear.weight[:, :, None, None], linear.bias)
+    "Apply `linear` over the channels of an NCHW tensor (a 1x1 conv with its weights); the result is channels-last."
+    return F.linear(x.permute(0, 2, 3, 1), linear.weight, linear.bias).permute(0, 3, 1, 2)
 
 class BSConvU(nn.Module):
     "Blueprint separable conv: pointwise `pw` (a Linear) then depthwise `dw`."

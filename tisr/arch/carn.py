@@ -29,7 +29,10 @@ class EfficientResidual(nn.Module):
         self.body = nn.Sequential(nn.Conv2d(nf, nf, 3, 1, 1, groups=group), nn.ReLU(inplace=True),
                                   nn.Conv2d(nf, nf, 3, 1, 1, groups=group), nn.ReLU(inplace=True),
                                   nn.Conv2d(nf, nf, 1))
-    def forward(self, x): return F.relu(self.body(x) + x)
+    def forward(self, x):
+        out = self.body(x)
+        out += x  # in place on the fresh conv output, then ReLU in place: the same values, no extra buffers
+        return F.relu_(out)
 
 # %% ../../nbs/arch/carn.ipynb #5c2bc183
 def cascade(x:torch.Tensor, units, mixers) -> torch.Tensor:

@@ -48,7 +48,9 @@ class IMDBlock(nn.Module):
             kept.append(d)
         out = torch.cat(kept + [self.c4(rest)], 1)
         if hasattr(self, 'cca'): out = self.cca(out)
-        return self.c5(out) + x
+        out = self.c5(out)
+        out += x  # in place on the fresh conv output: the same values, one full-size buffer less
+        return out
 
 # %% ../../nbs/arch/imdn.ipynb #c11c42f5
 class IMDN(nn.Module):
@@ -67,7 +69,9 @@ class IMDN(nn.Module):
         for i in range(1, self.n_blocks + 1):
             h = getattr(self, f'IMDB{i}')(h)
             outs.append(h)
-        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, 1))) + fea)
+        out = self.LR_conv(self.c(torch.cat(outs, 1)))
+        out += fea
+        return self.upsampler(out)
     def fold_spec(self) -> FoldSpec: return FoldSpec('fea_conv', 'upsampler.0', self.scale)
 
 # %% ../../nbs/arch/imdn.ipynb #3bd18564

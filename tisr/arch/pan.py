@@ -18,7 +18,7 @@ class PixelAttention(nn.Module):
     "x * sigmoid(conv1x1(x)); key `conv`."
     def __init__(self, nf:int):
         super().__init__(); self.conv = nn.Conv2d(nf, nf, 1)
-    def forward(self, x): return x * torch.sigmoid(self.conv(x))
+    def forward(self, x): return x * torch.sigmoid_(self.conv(x))  # in place on the fresh conv output: one buffer less
 
 class PAConv(nn.Module):
     "k4(k3(x) * sigmoid(k2(x))): a 3x3 conv gated by pixel attention, then a 3x3 conv."
@@ -27,7 +27,7 @@ class PAConv(nn.Module):
         self.k2 = nn.Conv2d(nf, nf, 1)
         self.k3 = nn.Conv2d(nf, nf, 3, padding=1, bias=False)
         self.k4 = nn.Conv2d(nf, nf, 3, padding=1, bias=False)
-    def forward(self, x): return self.k4(self.k3(x) * torch.sigmoid(self.k2(x)))
+    def forward(self, x): return self.k4(self.k3(x) * torch.sigmoid_(self.k2(x)))
 
 # %% ../../nbs/arch/pan.ipynb #2fabef0f
 class SCPA(nn.Module):
@@ -39,11 +39,14 @@ class SCPA(nn.Module):
         self.k1 = nn.Sequential(nn.Conv2d(half, half, 3, padding=1, bias=False))
         self.PAConv = PAConv(half)
         self.conv3 = nn.Conv2d(2 * half, nf, 1, bias=False)
-        self.lrelu = nn.LeakyReLU(0.2)
+        # in place, as in the official code: the same values with one memory pass less per activation
+        self.lrelu = nn.LeakyReLU(0.2, inplace=True)
     def forward(self, x):
         a = self.lrelu(self.k1(self.lrelu(self.conv1_a(x))))
         b = self.lrelu(self.PAConv(self.lrelu(self.conv1_b(x))))
-        return x + self.conv3(torch.cat([a, b], 1))
+        out = self.conv3(torch.cat([a, b], 1))
+        out += x
+        return out
 
 # %% ../../nbs/arch/pan.ipynb #2bf64fd1
 class PAN(nn.Module):
@@ -60,7 +63,7 @@ class PAN(nn.Module):
             setattr(self, f'att{i}', PixelAttention(unf))
             setattr(self, f'HRconv{i}', nn.Conv2d(unf, unf, 3, padding=1))
         self.conv_last = nn.Conv2d(unf, in_chans, 3, padding=1)
-        self.lrelu = nn.LeakyReLU(0.2)
+        self.lrelu = nn.LeakyReLU(0.2, inplace=True)  # only ever applied to fresh conv/attention outputs
 
     def _upsample(self, fea, i:int, step:int):
         fea = getattr(self, f'upconv{i}')(F.interpolate(fea, scale_factor=step, mode='nearest'))
@@ -71,8 +74,9 @@ class PAN(nn.Module):
         fea = self.conv_first(x)
         fea = fea + self.trunk_conv(self.SCPA_trunk(fea))
         for i, step in enumerate(self.steps, 1): fea = self._upsample(fea, i, step)
-        skip = F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
-        return self.conv_last(fea) + skip
+        out = self.conv_last(fea)
+        out += F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
+        return out
     def fold_spec(self) -> FoldSpec: return FoldSpec('conv_first', 'conv_last', 1)
 
 # %% ../../nbs/arch/pan.ipynb #20453143

@@ -34,7 +34,10 @@ class ESA(nn.Module):
     def forward(self, x):
         c1 = self.conv1(x)
         small = F.interpolate(self._small(c1), x.shape[2:], mode='bilinear', align_corners=False)
-        return x * torch.sigmoid(self.conv4(small + self.conv_f(c1)))
+        # in place on fresh conv outputs (backward needs neither): the same values, one full-size buffer less each
+        coarse = self.conv_f(c1)
+        coarse += small
+        return x * torch.sigmoid_(self.conv4(coarse))
 
 # %% ../../nbs/arch/rfdn.ipynb #2c1f77fe
 class RFDB(nn.Module):
@@ -53,7 +56,9 @@ class RFDB(nn.Module):
         kept = []
         for i in (1, 2, 3):
             kept.append(self.act(getattr(self, f'c{i}_d')(x)))
-            x = self.act(getattr(self, f'c{i}_r')(x) + x)
+            r = getattr(self, f'c{i}_r')(x)
+            r += x
+            x = self.act(r)
         kept.append(self.act(self.c4(x)))
         return self.esa(self.c5(torch.cat(kept, 1)))
 
@@ -74,7 +79,9 @@ class RFDN(nn.Module):
         for i in range(1, self.n_blocks + 1):
             h = getattr(self, f'B{i}')(h)
             outs.append(h)
-        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, 1))) + fea)
+        out = self.LR_conv(self.c(torch.cat(outs, 1)))
+        out += fea
+        return self.upsampler(out)
     def fold_spec(self) -> FoldSpec: return FoldSpec('fea_conv', 'upsampler.0', self.scale)
 
 # %% ../../nbs/arch/rfdn.ipynb #3e02c972

@@ -44,7 +44,9 @@ class RLFN(nn.Module):
     def forward(self, x):
         fea = h = self.conv_1(x)
         for i in range(1, self.n_blocks + 1): h = getattr(self, f'block_{i}')(h)
-        return self.upsampler(self.conv_2(h) + fea)
+        out = self.conv_2(h)
+        out += fea  # in place on the fresh conv output: the same values, one full-size buffer less
+        return self.upsampler(out)
     def fold_spec(self) -> FoldSpec: return FoldSpec('conv_1', 'upsampler.0', self.scale)
 
 # %% ../../nbs/arch/rlfn.ipynb #4267a1c0

@@ -21,7 +21,8 @@ class GlobalResponseNorm(nn.Module):
         self.gamma, self.beta = nn.Parameter(torch.zeros(1, dim, 1, 1)), nn.Parameter(torch.zeros(1, dim, 1, 1))
     def forward(self, x):
         norm = torch.norm(x, p=2, dim=(2, 3), keepdim=True)
-        return self.gamma * (x * norm / (norm.mean(1, keepdim=True) + 1e-6)) + self.beta + x
+        # normalise the (N, C, 1, 1) norms before scaling x, as the official code: one full-size division less
+        return self.gamma * (x * (norm / (norm.mean(1, keepdim=True) + 1e-6))) + self.beta + x
 
 class ConvChannelMixer(nn.Module):
     "CCM: 3x3 conv to `ratio` x channels, GELU, 1x1 conv back (no biases)."
@@ -60,8 +61,12 @@ class SAFMBlock(nn.Module):
         super().__init__()
         self.safm, self.ccm = SAFM(dim), ConvChannelMixer(dim, ratio)
     def forward(self, x):
-        x = self.safm(x) + x
-        return self.ccm(x) + x
+        # residual adds in place into the fresh branch outputs (backward needs neither): one buffer less each
+        y = self.safm(x)
+        y += x
+        out = self.ccm(y)
+        out += y
+        return out
 
 # %% ../../nbs/arch/safmn.ipynb #73c55b35
 class SAFMN(nn.Module):
@@ -76,7 +81,9 @@ class SAFMN(nn.Module):
 
     def forward(self, x):
         skip = F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
-        return self.to_img(self.feats(self.norm(self.to_feat(x)))) + skip
+        out = self.to_img(self.feats(self.norm(self.to_feat(x))))
+        out += skip
+        return out
 
     def fold_spec(self) -> FoldSpec: return FoldSpec('to_feat', 'to_img.0', self.scale)
 

@@ -26,9 +26,10 @@ class SPAB(nn.Module):
         super().__init__()
         self.c1_r, self.c2_r, self.c3_r = (ReparamConv3x3(nf, nf) for _ in range(3))
     def forward(self, x):
-        # the official in-place SiLU overwrites the first conv's output, so the tap is post-activation
-        out1 = F.silu(self.c1_r(x))
-        out3 = self.c3_r(F.silu(self.c2_r(out1)))
+        # the official in-place SiLU overwrites the first conv's output, so the tap is post-activation; in place
+        # here too, which saves a buffer and a memory pass per activation
+        out1 = F.silu(self.c1_r(x), inplace=True)
+        out3 = self.c3_r(F.silu(self.c2_r(out1), inplace=True))
         return (out3 + x) * (torch.sigmoid(out3) - 0.5), out1
 
 # %% ../../nbs/arch/span.ipynb #ee59bb91
