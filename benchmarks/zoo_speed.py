@@ -1,6 +1,6 @@
 """CPU inference time of each zoo model against its official implementation, at matching output.
 
-usage: python benchmarks/zoo_speed.py EXT_DIR [--threads 1] [--budget 12] [--rounds N] [--warmup 2] [--families cfsr imdn ...]
+usage: python benchmarks/zoo_speed.py EXT_DIR [--threads 1] [--budget 6] [--rounds N] [--warmup 2] [--families cfsr imdn ...]
 
 EXT_DIR holds checkouts of the official repositories (never inside this project), one folder each:
 CFSR (Aitical/CFSR), IMDN (Zheng222/IMDN), RFDN (njulj/RFDN), RLFN (bytedance/RLFN), CARN (nmhkahn/CARN-pytorch),
@@ -9,8 +9,10 @@ its rfdnfinalB5 arch, the NTIRE 2022 model) and NTIRE2024_ESR (Amazingren/NTIRE2
 code of the released re-parameterised weights; hongyuanyu/SPAN's own Conv3XC rebuilds eval_conv from training-time
 branches that checkpoint lacks, at every call).
 A family whose checkout is absent is listed as "official not available". Both networks get the same pretrained
-weights (found through TISR_WEIGHTS) and the same 1x3x128x160 LR input (160 wide, 128 high); their outputs must agree
-to 1e-5 (in [0, 1] units) before they are timed. A model whose weights for --scale are not available offline is run
+weights (found through TISR_WEIGHTS) and the same 1x3x128x160 LR input (160 wide, 128 high: the astronaut image,
+area-reduced); their outputs must agree to 1e-5 (in [0, 1] units) before they are timed. Ours is timed twice: in the
+default (contiguous) layout, where it runs the same operations as the official code, and in the channels_last layout
+that `build_model(..., channels_last=True)` / `SRModel.to_channels_last()` gives (its output checked the same way). A model whose weights for --scale are not available offline is run
 at the largest scale that is (the table's `x` column).
 
 Method, made for a shared, noisy machine: a fixed number of threads (--threads); --warmup untimed calls of each
@@ -20,10 +22,10 @@ times. The headline figure is `official/ours`: the MEDIAN over rounds of the pai
 ours is faster). A pair runs back to back, so slow drifts of the machine's load cancel within it, and the median
 drops the pairs that a burst hit on one side only; its interquartile range is printed beside it as the noise band.
 `min ratio` (official min / ours min) is the best-case comparison, shown as a check on the headline.
-With the defaults all 12 models take about 4.5 minutes on 2 shared cores (at least 10 rounds each).
+With the defaults all 12 models take about 5 minutes on 2 shared cores (at least 10 rounds per comparison).
 """
 from __future__ import annotations
-import argparse, contextlib, gc, importlib, importlib.util, io, statistics, sys, time, types
+import argparse, contextlib, copy, gc, importlib, importlib.util, io, statistics, sys, time, types
 from pathlib import Path
 from unittest import mock
 import torch
@@ -198,23 +200,48 @@ def compare(name: str, ext: Path, scale: int, rounds: int, warmup: int, budget_s
     official = make(ext, scale).eval()
     note = load_official_weights(official, spec.weights_name(scale), folder)
     r = spec.input_range
-    x = torch.rand(LR_SHAPE, generator=torch.Generator().manual_seed(0)) * r
-    diff = (ours(x) - official(x)).abs().max().item() / r
+    x = lr_input() * r
+    ref = official(x)
+    diff = (ours(x) - ref).abs().max().item() / r
     row = dict(model=name, scale=scale, max_abs_diff=diff, note=note)
     if not diff < TOLERANCE: return row
-    return dict(row, **summarize(*paired_times(ours, official, x, rounds, warmup, budget_s)))
+    row.update(summarize(*paired_times(ours, official, x, rounds, warmup, budget_s)))
+    # the same network in the channels_last layout (SRModel.to_channels_last), input conversion included in its time
+    net_cl = copy.deepcopy(ours).to(memory_format=torch.channels_last)
+    ours_cl = lambda t: net_cl(t.contiguous(memory_format=torch.channels_last))
+    row['cl_diff'] = (ours_cl(x) - ref).abs().max().item() / r
+    if row['cl_diff'] < TOLERANCE:
+        cl = summarize(*paired_times(ours_cl, official, x, rounds, warmup, budget_s))
+        row.update(cl_med=cl['ours_med'], cl_ratio=cl['ratio'], cl_q1=cl['ratio_q1'], cl_q3=cl['ratio_q3'])
+    return row
+
+
+def lr_input() -> torch.Tensor:
+    """The 1x3x128x160 LR input: skimage's astronaut, area-reduced to 160x128, in [0, 1].
+
+    A natural image, not noise: on uniform random noise PAN's attention saturates and a change of memory layout
+    moves single output pixels by up to 1.0, while on images every model agrees with itself to ~5e-6."""
+    import cv2
+    from skimage import data
+    img = cv2.resize(data.astronaut(), (LR_SHAPE[3], LR_SHAPE[2]), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(img.astype('float32') / 255).permute(2, 0, 1)[None].contiguous()
 
 
 HEADER = (f"{'model':<11} {'x':>1} {'max|diff|':>9} {'ours min':>8} {'ours med':>8} {'off min':>8} {'off med':>8} "
-          f"{'official/ours':>13} {'[q1, q3]':>12} {'min ratio':>9} {'rounds':>6}")
+          f"{'official/ours':>13} {'[q1, q3]':>12} {'min ratio':>9} {'rounds':>6} | {'cl |diff|':>9} {'cl med':>7} "
+          f"{'official/cl':>11} {'[q1, q3]':>12}")
 
 
 def format_row(r: dict) -> str:
     head = f"{r['model']:<11} {r['scale']:>1} {r['max_abs_diff']:>9.1e}"
     if 'ratio' not in r: return head + '  OUTPUTS DIFFER: not timed' + (f"  ({r['note']})" if r['note'] else '')
     band = f"[{r['ratio_q1']:.2f}, {r['ratio_q3']:.2f}]"
+    cl = f" | {r['cl_diff']:>9.1e}" if 'cl_diff' in r else ''
+    if 'cl_ratio' in r:
+        cl += f" {r['cl_med']:>7.1f} {r['cl_ratio']:>11.2f} {'[%.2f, %.2f]' % (r['cl_q1'], r['cl_q3']):>12}"
+    elif cl: cl += '  channels_last output differs: not timed'
     return (head + f" {r['ours_min']:>8.1f} {r['ours_med']:>8.1f} {r['off_min']:>8.1f} {r['off_med']:>8.1f} "
-            f"{r['ratio']:>13.2f} {band:>12} {r['min_ratio']:>9.2f} {r['rounds']:>6}" + (f"  ({r['note']})" if r['note'] else ''))
+            f"{r['ratio']:>13.2f} {band:>12} {r['min_ratio']:>9.2f} {r['rounds']:>6}" + cl + (f"  ({r['note']})" if r['note'] else ''))
 
 
 def main(argv=None):
@@ -224,7 +251,7 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1, help='torch intra-op threads, fixed for both networks')
     p.add_argument('--warmup', type=int, default=2, help='untimed calls of each network first')
     p.add_argument('--rounds', type=int, default=0, help='timed AB pairs per model; 0: as many as fit --budget')
-    p.add_argument('--budget', type=float, default=12., help='seconds of timed calls per model when --rounds is 0')
+    p.add_argument('--budget', type=float, default=6., help='seconds of timed calls per model when --rounds is 0')
     p.add_argument('--families', nargs='*', default=list(OFFICIAL), help=f'valid: {", ".join(OFFICIAL)}')
     a = p.parse_args(argv)
     bad = [f for f in a.families if f not in OFFICIAL]
