@@ -1,5 +1,5 @@
-"The write-up: every page _quarto.yml names exists, the post is up to date with the executed notebooks it embeds,
-and the post and the experiment notebooks render with nbconvert (Quarto is not installable on CI)."
+"""The write-up: every page _quarto.yml names exists, the post is up to date with the executed notebooks it embeds,
+and the post and the experiment notebooks render with nbconvert (Quarto is not installable on CI)."""
 import re
 from pathlib import Path
 import pytest
