@@ -64,6 +64,9 @@ def test_resume_continues_a_run_and_refuses_a_changed_recipe(tmp_path):
     Finetune('v1', resume=True, **tiny).run_all()
     cfg = json.loads((d/'config.json').read_text())
     assert cfg['resumed'] is True and pd.read_csv(d/'log.csv')['step'].tolist() == [0, 2]
+    # an explicit overwrite trains the run again from the start
+    Finetune('v1', overwrite=True, **tiny).run_all()
+    assert json.loads((d/'config.json').read_text())['resumed'] is False
 
 
 def test_delta_notebook_peak_capture(tmp_path):
