@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from tisr.core import env_dir, read_image
 from tisr import data as D
+from tisr import degrade as G
 
 
 def write_png(path, h=40, w=48, seed=0, dtype=np.uint8):
@@ -115,9 +116,9 @@ def test_item_json_round_trip(tmp_path):
 
 def test_registries_reject_duplicates_and_list_names():
     with pytest.raises(ValueError, match='already registered'): D.register_source('folder')(lambda root: [])
-    with pytest.raises(ValueError, match='already registered'): D.register_degradation('area')(lambda hr, s, r: hr)
+    with pytest.raises(ValueError, match='already registered'): G.register_degradation('area')(lambda hr, s, r: hr)
     with pytest.raises(ValueError, match='valid: folder, iisr, pairs, pbvs, sftl54, thermeval'): D.get_source('coco')
-    with pytest.raises(ValueError, match='valid: area, cv2-cubic'): D.get_degradation('matlab')
+    with pytest.raises(ValueError, match='valid: area, cv2-cubic'): G.get_degradation('matlab')
 
 
 # ---------------------------------------------------------------- folder and subject rules
@@ -357,14 +358,14 @@ def test_load_hr_bit_depths(tmp_path):
 def test_degradations_match_references():
     rng = np.random.default_rng(0)
     hr = rng.random((24, 32)).astype(np.float32)
-    np.testing.assert_allclose(D.area_down(hr, 4, rng), hr.reshape(6, 4, 8, 4).mean((1, 3)), atol=1e-6)
+    np.testing.assert_allclose(G.area_down(hr, 4, rng), hr.reshape(6, 4, 8, 4).mean((1, 3)), atol=1e-6)
     t = F.interpolate(torch.from_numpy(hr)[None, None], scale_factor=0.25, mode='bicubic', align_corners=False)
-    np.testing.assert_allclose(D.get_degradation('torch-bicubic')(hr, 4, rng), t[0, 0].clamp(0, 1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(G.get_degradation('torch-bicubic')(hr, 4, rng), t[0, 0].clamp(0, 1).numpy(), atol=1e-6)
     for name in ('cv2-cubic', 'linear', 'nearest'):
-        lr = D.get_degradation(name)(hr, 4, rng)
+        lr = G.get_degradation(name)(hr, 4, rng)
         assert lr.shape == (6, 8) and lr.dtype == np.float32 and 0 <= lr.min() and lr.max() <= 1
-    assert not np.allclose(D.get_degradation('cv2-cubic')(hr, 4, rng), D.area_down(hr, 4))
-    with pytest.raises(ValueError, match='not a multiple of scale 3'): D.area_down(hr[:23], 3)
+    assert not np.allclose(G.get_degradation('cv2-cubic')(hr, 4, rng), G.area_down(hr, 4))
+    with pytest.raises(ValueError, match='not a multiple of scale 3'): G.area_down(hr[:23], 3)
 
 
 # ---------------------------------------------------------------- paired datasets
@@ -379,7 +380,7 @@ def test_train_patches_pairs_and_reproducibility(manifest):
     ds = D.PairedDataset(manifest.split('train'), scale=4, patch=32, augment=True, seed=1)
     s = ds[0]
     assert s['hr'].shape == (1, 32, 32) and s['lr'].shape == (1, 8, 8) and s['hr'].dtype == torch.float32
-    np.testing.assert_allclose(s['lr'][0].numpy(), D.area_down(s['hr'][0].numpy(), 4), atol=1e-6)
+    np.testing.assert_allclose(s['lr'][0].numpy(), G.area_down(s['hr'][0].numpy(), 4), atol=1e-6)
     assert torch.equal(ds[0]['hr'], s['hr'])
     seen = set()
     for e in range(4):
@@ -391,14 +392,12 @@ def test_train_patches_pairs_and_reproducibility(manifest):
     with pytest.raises(ValueError, match='no items'): D.PairedDataset([])
 
 
-def test_small_images_are_reflect_padded(tmp_path):
+def test_small_images_are_named_not_padded(tmp_path):
+    "An image smaller than the training patch used to be reflect-padded silently; now it is an error naming it."
     write_png(tmp_path/'small'/'a.png', 20, 28)
-    ds = D.PairedDataset(D.scan_folder(tmp_path/'small'), scale=4, patch=32)
-    s = ds[0]
-    assert s['hr'].shape == (1, 32, 32)
-    x = read_image(tmp_path/'small'/'a.png')[0]
-    np.testing.assert_array_equal(s['hr'][0, :20, :28].numpy(), x)
-    np.testing.assert_array_equal(s['hr'][0, 20, :28].numpy(), x[18])    # reflect, not edge
+    with pytest.raises(ValueError, match=r'smaller than the 32x32 training patch, e\.g\. .*small/a\.png \(shortest side 20 px\); .*patch: 20'):
+        D.PairedDataset(D.scan_folder(tmp_path/'small'), scale=4, patch=32)
+    assert D.PairedDataset(D.scan_folder(tmp_path/'small'), scale=4, patch=20)[0]['hr'].shape == (1, 20, 20)
 
 
 def test_augment_applies_the_same_transform(tmp_path):
@@ -407,7 +406,7 @@ def test_augment_applies_the_same_transform(tmp_path):
     outs = set()
     for seed in range(12):
         s = D.PairedDataset([it], scale=4, patch=32, degradation='nearest', augment=True, seed=seed)[0]
-        np.testing.assert_allclose(D.area_down(s['hr'][0].numpy(), 4),
+        np.testing.assert_allclose(G.area_down(s['hr'][0].numpy(), 4),
                                    D.PairedDataset([it], scale=4, patch=32, augment=True, seed=seed)[0]['lr'][0].numpy(), atol=1e-6)
         outs.add(tuple(s['hr'][0, 0, :2].tolist()))
     assert len(outs) >= 4   # several distinct rotations/flips occurred
@@ -420,7 +419,7 @@ def test_eval_whole_images_max_size_and_collate(manifest):
     for i in range(len(ev)):
         s = ev[i]
         assert s['lr'].shape[1] * 4 == s['hr'].shape[1] and s['index'] == i
-        np.testing.assert_allclose(s['lr'][0].numpy(), D.area_down(s['hr'][0].numpy(), 4), atol=1e-6)
+        np.testing.assert_allclose(s['lr'][0].numpy(), G.area_down(s['hr'][0].numpy(), 4), atol=1e-6)
     small = D.PairedDataset(manifest.split('test'), scale=4, train=False, max_size=30)
     assert {tuple(small[i]['hr'].shape) for i in range(len(small))} == {(1, 28, 28)}
     dl = torch.utils.data.DataLoader(ev, batch_size=1, collate_fn=D.collate_pairs)
@@ -451,10 +450,10 @@ def test_captured_lr_is_used_not_synthesised(tmp_path):
 
 
 _NOISE = 'test-noise'
-if _NOISE not in D.DEGRADATIONS:
-    @D.register_degradation(_NOISE)
+if _NOISE not in G.DEGRADATIONS:
+    @G.register_degradation(_NOISE)
     def _noise(hr, scale, rng):
-        lr = D.area_down(hr, scale)
+        lr = G.area_down(hr, scale)
         return np.clip(lr + rng.normal(0, 0.05, lr.shape), 0, 1).astype(np.float32)
 
 
@@ -468,7 +467,7 @@ def test_stochastic_degradation_is_reproducible_with_workers(manifest):
     assert torch.equal(a, lrs(2))
     ev1, ev2 = (D.PairedDataset(manifest.split('val'), degradation=_NOISE, train=False, seed=9) for _ in range(2))
     assert torch.equal(ev1[0]['lr'], ev2[0]['lr'])
-    assert (ev1[0]['lr'][0] - torch.from_numpy(D.area_down(ev1[0]['hr'][0].numpy(), 4))).abs().max() > 0.01
+    assert (ev1[0]['lr'][0] - torch.from_numpy(G.area_down(ev1[0]['hr'][0].numpy(), 4))).abs().max() > 0.01
 
 
 # ---------------------------------------------------------------- real data

@@ -60,9 +60,9 @@ def test_named_resizes():
 
 def test_registry_has_matlab_bicubic_and_realesrgan():
     hr = smooth(64, 48)
-    lr = D.get_degradation('matlab-bicubic')(hr, 4, None)
+    lr = G.get_degradation('matlab-bicubic')(hr, 4, None)
     np.testing.assert_allclose(lr, np.clip(G.imresize(hr, 0.25), 0, 1), atol=1e-6)
-    lr, drawn = D.get_degradation('realesrgan')(hr, 4, np.random.default_rng(0))
+    lr, drawn = G.get_degradation('realesrgan')(hr, 4, np.random.default_rng(0))
     assert lr.shape == (16, 12) and drawn['name'] == 'realesrgan'
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 import cv2
 from tisr.core import env_dir, read_image
-from tisr.landmarks import (BlazeFaceNet, FaceMeshNet, FaceLandmarker, FaceRegion, LandmarkConsistencyLoss,
+from tisr.landmarks import (BlazeFaceNet, FaceMeshNet, FaceLandmarker, FaceRegion, 
                             decode_boxes, weighted_nms, nose_error, nose_error_summary, square_pad, NOSE_TIP)
-from tisr.losses import LOSSES, WeightedLoss
+from tisr.losses import LOSSES, WeightedLoss, LandmarkConsistencyLoss
 
 PUJ = 'thermal/faces_lwir/PUJ_T360/registered'
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tisr.losses import LOSSES, WeightedLoss, CleanLRLoss, NTXentLoss, ThermalOrderingLoss, FFTLoss, PSNRLoss, SSIMLoss, TVLoss
+from tisr.losses import LOSSES, WeightedLoss, NTXentLoss, ThermalOrderingLoss, FFTLoss, PSNRLoss, SSIMLoss, TVLoss
 from tisr.metrics import ssim
 
 PAIR_LOSSES = ['l1', 'mse', 'charbonnier', 'psnr', 'ssim', 'stlpips', 'fft', 'tv', 'toc']
@@ -53,26 +53,10 @@ def test_ssim_loss_matches_metric(images):
     assert SSIMLoss()(sr, hr).item() == pytest.approx(1 - ssim(sr, hr, quantize=False).mean().item(), abs=1e-10)
 
 
-def test_clean_lr_schedule_and_value():
-    up, pool = nn.Upsample(scale_factor=2), lambda x: F.avg_pool2d(x, 2)
-    hr = up(torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(1)))
-    loss = CleanLRLoss(up, lambda x: pool(x) + 0.1, pool)
-    assert [round(a, 6) for a in _alphas(loss, [0, 0.5, 1])] == [0.8, 0.6, 0.4]
-    assert loss(hr).item() == pytest.approx(0.6 * 0.1, abs=1e-6)   # a = 0.4 after the last set_progress
-    with pytest.raises(ValueError, match=r'in \[0, 1\]'): loss.set_progress(-0.1)
-
-
-def _alphas(loss, ts):
-    out = []
-    for t in ts:
-        loss.set_progress(t); out.append(loss.a)
-    return out
-
-
 def test_weighted_loss_refuses_extra_input_losses_and_unknown_names():
     with pytest.raises(ValueError, match='two embedding batches'): WeightedLoss({'ntxent': 1.0})
-    with pytest.raises(ValueError, match='needs the SR model'): WeightedLoss({'clean_lr': 1.0})
-    with pytest.raises(ValueError, match=r"valid: \["): WeightedLoss({'nope': 1.0})
+    with pytest.raises(ValueError, match="unknown loss 'clean_lr'"): WeightedLoss({'clean_lr': 1.0})   # the engine applies it
+    with pytest.raises(ValueError, match=r"unknown loss 'nope'; valid: charbonnier, fft"): WeightedLoss({'nope': 1.0})
     wl = WeightedLoss({'l1': 1.0, 'psnr': 0.1, 'toc': 0.8})
     z = torch.zeros(1, 1, 8, 8)
     assert wl(z + 0.1, z).item() == pytest.approx(0.1 + 0.1 * 0.5, abs=1e-6)

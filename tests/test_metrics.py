@@ -5,8 +5,8 @@ import cv2
 import pytest
 import torch
 
-from tisr.core import env_dir, read_image, to_tensor
-from tisr.metrics import (psnr, psnr_np, ssim, ssim_np, modcrop, rgb_to_y, evaluate_pair, lpips_metric,
+from tisr.core import env_dir, read_image, to_tensor, modcrop
+from tisr.metrics import (psnr, psnr_np, ssim, ssim_np, rgb_to_y, evaluate_pair, lpips_metric,
                           load_alexnet_trunk, metric_conventions, METRIC_CONVENTIONS, LPIPS_NAME, STLPIPS_NAME)
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tisr.core import Norm, env_dir, write_image, read_image, to_tensor
-from tisr.evaluate import SelfEnsemble, evaluate_models
+from tisr.eval import SelfEnsemble, evaluate_models
 from tisr.metrics import thermal_order_violation_rate, temperature_mae, hotspot_error, niqe, niqe_255, psnr
 
 

@@ -5,8 +5,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from tisr.train import summarise
-from tisr.report import (method_order, summarise_nose, source1_table, markdown_table, source1_markdown, plot_curves,
+from tisr.eval import summarise
+from tisr.eval import (method_order, summarise_nose, method_table, markdown_table, method_markdown, plot_curves,
                          plot_perception_distortion, NOSE_METRICS)
 
 
@@ -46,7 +46,7 @@ def test_summarise_nose_counts_failures_and_pools_all():
 
 
 def test_source1_table_from_csv(tmp_path):
-    t = source1_table(_metrics(tmp_path))
+    t = method_table(_metrics(tmp_path))
     assert list(t.columns) == ['dataset', 'method', 'PSNR', 'SSIM', 'LPIPS-alex-v0.1', 'nose median (px)',
                                'nose mean (px)', 'nose fail', 'n']
     assert list(t.dataset) == ['all'] * 3 + ['faces'] * 3 + ['scenes'] * 3
@@ -55,11 +55,11 @@ def test_source1_table_from_csv(tmp_path):
     assert list(t['nose fail']) == [2, 0, 0, 1, 0, 0, 1, 0, 0]
     v2 = t[(t.dataset == 'faces') & (t.method == 'v2')].iloc[0]
     assert v2['PSNR'] == pytest.approx(33., abs=.2) and v2['nose median (px)'] == pytest.approx(3.)
-    with pytest.raises(ValueError, match="splits present"): source1_table(_metrics(tmp_path), 'val')
+    with pytest.raises(ValueError, match="splits present"): method_table(_metrics(tmp_path), 'val')
 
 
 def test_markdown_rendering(tmp_path):
-    md = source1_markdown(_metrics(tmp_path))
+    md = method_markdown(_metrics(tmp_path))
     lines = md.splitlines()
     assert lines[0].startswith('| dataset | method | PSNR ↑ | SSIM ↑ | LPIPS-alex-v0.1 ↓ | nose median (px) ↓')
     assert len([l for l in lines if l.startswith('| ')]) == 1 + 9

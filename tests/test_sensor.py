@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 import torch
-from tisr.data import get_degradation, PairedDataset
-from tisr.sensor import (thermal_sensor, real_blur, detector, temporal_noise, fixed_pattern_noise, dead_pixels,
+from tisr.data import PairedDataset
+from tisr.degrade import get_degradation
+from tisr.degrade import (thermal_sensor, real_blur, detector, temporal_noise, fixed_pattern_noise, dead_pixels,
                          agc, adc, AGC_MODES, SENSOR_SPECS, SENSOR_DEFAULTS, draw_params, area_downsample)
-from tisr.synth import render
+from tisr.data.synth import render
 
 
 @pytest.fixture(scope='module')

@@ -2,7 +2,7 @@
 import json
 import numpy as np
 import pytest
-from tisr.synth import render, make_synth_dataset, ensure_default_dataset, SYNTH_SUBJECT_RE
+from tisr.data.synth import render, make_synth_dataset, ensure_default_dataset, SYNTH_SUBJECT_RE
 from tisr.data import build_manifest
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from tisr.train import load_checkpoint
+from tisr.core import read_checkpoint as load_checkpoint
 
 JOB = Path(__file__).with_name('train_job.py')
 

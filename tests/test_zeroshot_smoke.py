@@ -35,5 +35,5 @@ def test_zeroshot_smoke_writes_metrics_and_figure(tmp_path):
 
 
 def test_unknown_model_names_the_valid_ones(tmp_path):
-    with pytest.raises(papermill.PapermillExecutionError, match='unknown models'):
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown model 'no-such-net'; valid:"):
         run_nb(tmp_path, models=['no-such-net'], run='bad', **TINY)

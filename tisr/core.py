@@ -67,6 +67,9 @@ def read_raw(path, channels:str='grey') -> np.ndarray:
         try: a = np.load(path, allow_pickle=False)
         except Exception as e: raise ImageReadError(f"{path}: unreadable .npy ({e})") from e
         if a.ndim != 2: raise ImageReadError(f"{path}: expected a 2-D radiometric frame, got shape {a.shape}")
+        bad = int(a.size - np.isfinite(a).sum()) if np.issubdtype(a.dtype, np.floating) else 0
+        if bad: raise ImageReadError(f"{path}: {bad} non-finite pixels (NaN or inf) in a radiometric frame; "
+                                     "fix or mask them before use (they would become NaN or 0 in every metric)")
         return a.astype(np.float32)
     data = path.read_bytes()
     _check_complete(path, data)

@@ -14,8 +14,8 @@ from ..degrade import degradation_spec, degrade_with_params
 from .sources import Item
 
 # %% auto #0
-__all__ = ['FACE_SIZE', 'BOX_PAD', 'CAPTURED', 'square_window', 'resize_square', 'load_hr', 'center_crop', 'pad_to',
-           'augment_pair', 'load_captured_lr', 'PairedDataset', 'collate_pairs']
+__all__ = ['FACE_SIZE', 'BOX_PAD', 'SSIM_WINDOW', 'CAPTURED', 'square_window', 'resize_square', 'load_hr', 'center_crop',
+           'pad_to', 'augment_pair', 'load_captured_lr', 'PairedDataset', 'collate_pairs']
 
 # %% ../../nbs/data/24_paired.ipynb
 FACE_SIZE, BOX_PAD = 192, 0.15
@@ -96,6 +96,7 @@ class PairedDataset(torch.utils.data.Dataset):
         self.clean_lr = None if clean_lr is None else degradation_spec(clean_lr)[1]
         self.epoch = 0
         self.hr, self.lr = zip(*(self._load(it) for it in self.items))
+        self._check_sizes()
 
     def _load(self, item:Item) -> tuple[np.ndarray, np.ndarray|None]:
         hr = load_hr(item)
@@ -106,6 +107,21 @@ class PairedDataset(torch.utils.data.Dataset):
     def rng(self, index:int) -> np.random.Generator:
         "The generator of sample `index`: seeded by (seed, epoch, index) for training, (seed, index) for evaluation."
         return np.random.default_rng([self.seed, self.epoch, index] if self.train else [self.seed, index])
+
+SSIM_WINDOW = 11   # tisr.metrics.SSIM_WIN: evaluation images must hold one window after the border crop
+
+@patch
+def _check_sizes(self:PairedDataset):
+    "Every image large enough for its use (a training patch; a scored evaluation image), else an error naming it."
+    s = self.scale
+    if self.train: need, what = self.patch, f'the {self.patch}x{self.patch} training patch'
+    else: need, what = SSIM_WINDOW + 2 * s, f'{SSIM_WINDOW + 2 * s} px, the least that can be scored at x{s} (SSIM window + border crop)'
+    sides = [min(hr.shape[:2]) if lr is None else min(lr.shape[:2]) * s for hr, lr in zip(self.hr, self.lr)]
+    small = [(it, side) for it, side in zip(self.items, sides) if side < need]
+    if small:
+        it, side = min(small, key=lambda t: t[1])
+        fix = f"use a smaller patch (knobs: {{patch: {max(s, side - side % s)}}})" if self.train else "leave it out"
+        raise ValueError(f"{len(small)} image(s) smaller than {what}, e.g. {it.path} (shortest side {side} px); {fix}")
 
 # %% ../../nbs/data/24_paired.ipynb
 CAPTURED = {'name': 'captured'}   # the degradation record of a captured (not synthesised) LR

@@ -27,6 +27,8 @@ def alexnet_trunk_candidates() -> list[Path]:
     "Where AlexNet trunk weights are looked for, in order."
     paths = [Path(torch.hub.get_dir()) / 'checkpoints' / TORCHVISION_ALEXNET]
     w = env_dir('TISR_WEIGHTS')
+    # a mistyped TISR_WEIGHTS must not turn LPIPS into ST-LPIPS quietly
+    if w is not None and not w.is_dir(): raise NotADirectoryError(f"TISR_WEIGHTS={w} is not a folder")
     if w is not None: paths.append(w / 'lpips' / 'alexnet_features.pth')
     return paths
 

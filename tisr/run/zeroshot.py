@@ -124,6 +124,9 @@ def zeroshot(cfg:ZeroShotConfig) -> tuple[RunFolder, pd.DataFrame]:
         per_image, cost, adapters = _score_all(cfg, names, {'test': test, 'eval': extra}, lpips)
         per_image.to_csv(folder.path/'per_image.csv', index=False)
         means = [summarise(d, s) for s, d in per_image.groupby('split')]
+        # the 'all' rows get the model's parameters and its time per image averaged over the datasets
+        every = cost.groupby(['split', 'method'], as_index=False).agg(params=('params', 'first'), ms_per_image=('ms_per_image', 'mean'))
+        cost = pd.concat([cost, every.assign(dataset='all')], ignore_index=True)
         metrics = pd.concat(means, ignore_index=True).merge(cost, on=['dataset', 'split', 'method'], how='left')
         metrics = metrics.assign(scale=cfg.scale, manifest_hash=manifest.hash, seed=cfg.seed, git_commit=git_commit(),
                                  lpips=lpips.name, conventions=metric_conventions(lpips))
