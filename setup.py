@@ -24,7 +24,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['tisr', 'tisr.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'onnx': shlex.split(c.get('onnx_requirements', ''))},
     dependency_links=c.get('dep_links', '').split(),
     python_requires='>=' + c['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),

@@ -9,8 +9,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tisr.models import build_model, MODELS, model_info          # noqa: E402
-from tisr.train import TrainConfig, EMA, make_optimizer            # noqa: E402
+from tisr.models import build_model, MODELS, model_info, is_guided  # noqa: E402
+from tisr.train import TrainConfig, EMA, make_optimizer, model_aux_loss  # noqa: E402
 from tisr.losses import WeightedLoss                               # noqa: E402
 
 
@@ -21,7 +21,8 @@ def sync(device):
 def cuda_tests(dry:bool) -> dict:
     "The CUDA-marked tests (skipped, with the reason, without a GPU)."
     t = time.time()
-    p = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rs', '-m', 'cuda', str(ROOT/'tests'/'test_cuda.py')],
+    p = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rs', '-m', 'cuda', str(ROOT/'tests'/'test_cuda.py'),
+                        str(ROOT/'tests'/'test_upscale.py')],
                        capture_output=True, text=True, cwd=ROOT)
     tail = [l for l in p.stdout.splitlines() if l.strip()][-1] if p.stdout.strip() else p.stderr[-300:]
     print(p.stdout[-3000:])
@@ -43,18 +44,19 @@ def main_job(dry:bool, out:Path) -> dict:
                 seconds=round(time.time() - t, 1))
 
 
-def train_throughput(name:str, recipe:str, device, dry:bool) -> dict:
+def train_throughput(name:str, recipe:str, device, dry:bool, scale:int=4, batch:int=16, patch:int|None=None, **kw) -> dict:
     "Patches per second of one training step (forward, backward, AdamW, EMA for v2) at the recipe's patch and batch."
-    patch, ema = (128, None) if recipe == 'v1' else (192, 0.999)
-    batch, scale = (16, 4) if not dry else (2, 4)
-    if dry: patch = 32
-    kw = {} if not (dry and name == 'drln') else dict(chs=16)
+    patch, ema = (patch or 128, None) if recipe != 'v2' else (patch or 192, 0.999)
+    if dry: batch, patch = 2, 32 if scale == 4 else 64
+    if dry and name == 'drln': kw = dict(chs=16)
     model = build_model(name, scale, pretrained=False, channels=1, **kw).to(device).train()
     cfg = TrainConfig(lr=1e-5, loss={'l1': 1.0}, ema=ema)
     opt, crit = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg), WeightedLoss(cfg.loss, device)
     ema_copy = EMA(model, ema) if ema else None
     lr = torch.rand(batch, 1, patch // scale, patch // scale, device=device)
     hr = torch.rand(batch, 1, patch, patch, device=device)
+    # a guided model (CoReFusion, guided-concat) also gets its RGB guide at HR size
+    guide = {'guide': torch.rand(batch, 3, patch, patch, device=device)} if is_guided(model) else {}
     rows = {}
     for amp in (None, 'bf16'):
         steps = 2 if dry else 20
@@ -63,14 +65,14 @@ def train_throughput(name:str, recipe:str, device, dry:bool) -> dict:
                 sync(device)
                 t = time.time()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == 'bf16'):
-                loss = crit(model(lr).float(), hr)
+                loss = crit(model(lr, **guide).float(), hr) + model_aux_loss(model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if ema_copy: ema_copy.update(model)
         sync(device)
         rows[amp or 'fp32'] = batch * steps / (time.time() - t)
-    return dict(step=f'train {name} {recipe} {patch}px b{batch}', ok=True,
+    return dict(step=f'train {name} x{scale} {recipe} {patch}px b{batch}', ok=True,
                 result=f"{rows['fp32']:.1f} patches/s fp32, {rows['bf16']:.1f} bf16", seconds=None)
 
 
@@ -119,6 +121,9 @@ def main(argv=None):
     rows = [cuda_tests(a.dry_run), main_job(a.dry_run, out)]
     for name in ('cfsr', 'drln'):
         for recipe in ('v1', 'v2'): rows.append(train_throughput(name, recipe, device, a.dry_run))
+    # the guided models at x8, at the corefusion recipe's batch and patch
+    rows.append(train_throughput('corefusion', 'corefusion', device, a.dry_run, scale=8, batch=8, patch=256))
+    rows.append(train_throughput('guided-concat', 'v1', device, a.dry_run, scale=8, batch=16, patch=128, base='cfsr'))
     rows += zoo_speed(device, a.dry_run)
     table = ['| step | ok | result | s |', '|---|---|---|---:|']
     table += [f"| {r['step']} | {'yes' if r['ok'] else 'NO'} | {r['result']} | {r['seconds'] if r['seconds'] is not None else ''} |" for r in rows]

@@ -29,7 +29,7 @@ import argparse, contextlib, copy, gc, importlib, importlib.util, io, statistics
 from pathlib import Path
 from unittest import mock
 import torch
-from tisr.hub import find_weights, get_weights
+from tisr.models.hub import find_weights, get_weights
 from tisr.models import build_model, model_spec, unwrap_state_dict
 
 LR_SHAPE = (1, 3, 128, 160)

@@ -36,7 +36,7 @@ def test_v2_smoke_writes_the_run_folder(tmp_path):
 
 
 def test_unknown_recipe_names_the_valid_ones(tmp_path):
-    with pytest.raises(papermill.PapermillExecutionError, match="unknown recipe 'v9'; valid: delta, srresnet-l1"):
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown recipe 'v9'; valid: corefusion, delta, guided-concat, real-iisr, srresnet-l1"):
         run_nb(tmp_path, recipe='v9', run='bad', **TINY)
     assert not (tmp_path/'outputs').exists()                                    # nothing written
 

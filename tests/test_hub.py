@@ -1,7 +1,7 @@
-"Integration tests of tisr.hub: search order, sha256 checks, offline download path, error messages."
+"Integration tests of tisr.models.hub: search order, sha256 checks, offline download path, error messages."
 import pytest
 
-import tisr.hub as hub
+import tisr.models.hub as hub
 from tisr.core import env_dir, sha256_file
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tisr.losses import LOSSES, WeightedLoss, NTXentLoss, ThermalOrderingLoss, FFTLoss, PSNRLoss, SSIMLoss, TVLoss
+from tisr.losses import LOSSES, WeightedLoss, NTXentLoss, ThermalOrderConsistencyLoss, FFTLoss, PSNRLoss, SSIMLoss, TVLoss
 from tisr.metrics import ssim
 
-PAIR_LOSSES = ['l1', 'mse', 'charbonnier', 'psnr', 'ssim', 'stlpips', 'fft', 'tv', 'toc']
+PAIR_LOSSES = ['l1', 'mse', 'charbonnier', 'psnr', 'ssim', 'stlpips', 'fft', 'tv', 'toc', 'toc-sum']
 
 
 @pytest.fixture(scope='module')
@@ -20,6 +20,7 @@ def images():
 @pytest.mark.parametrize('name', PAIR_LOSSES)
 def test_gradients_flow(name, images):
     sr, hr = images
+    if name.startswith('toc'): sr = 1 - hr   # TOC is zero until an order flips; an inverted image flips every order
     loss = LOSSES[name](device='cpu') if getattr(LOSSES[name], 'takes_device', False) else LOSSES[name]()
     x = sr.clone().requires_grad_(True)
     out = loss(x, hr)
@@ -28,7 +29,7 @@ def test_gradients_flow(name, images):
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize('name', ['l1', 'mse', 'ssim', 'stlpips', 'fft', 'toc'])
+@pytest.mark.parametrize('name', ['l1', 'mse', 'ssim', 'stlpips', 'fft', 'toc', 'toc-sum'])
 def test_zero_at_identity(name, images):
     _, hr = images
     loss = LOSSES[name](device='cpu') if getattr(LOSSES[name], 'takes_device', False) else LOSSES[name]()
@@ -43,7 +44,8 @@ def test_hand_values():
     assert TVLoss()(ramp).item() == pytest.approx(0.05, abs=1e-6)
     hr = torch.tensor([[0.2, 0.6]]).repeat_interleave(2, 1).expand(2, 4)[None, None]
     sr = torch.tensor([[0.5, 0.3]]).repeat_interleave(2, 1).expand(2, 4)[None, None]
-    assert ThermalOrderingLoss(patch=2)(sr, hr).item() == pytest.approx(0.08, abs=1e-6)
+    # TOC with 2x2 patches: the pair flips, 3 of each patch's 8 offsets reach the other patch, each 0.4 x 0.2
+    assert ThermalOrderConsistencyLoss(patch=2)(sr, hr).item() == pytest.approx(3 * 0.08 / 8, abs=1e-6)
     e = torch.eye(2, 3)
     assert NTXentLoss(0.5)(e, e).item() == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 2)), abs=1e-5)
 

@@ -12,8 +12,18 @@ from tisr.metrics import thermal_order_violation_rate, temperature_mae, hotspot_
 def test_order_violation_rate_counts_flips_and_skips_ties():
     hr = torch.tensor([0.2, 0.2, 0.6, 0.6, 0.6, 0.6, 0.1, 0.1]).expand(2, 8)[None, None]   # pairs: up, tie, down
     sr = torch.tensor([0.5, 0.5, 0.3, 0.3, 0.9, 0.9, 0.0, 0.0]).expand(2, 8)[None, None]   # flips the first only
+    # 2x2 patches in one row: each ordered pair is seen 3 times from each end (straight and two clamped diagonals)
     assert thermal_order_violation_rate(sr, hr, patch=2).item() == pytest.approx(0.5)
     assert thermal_order_violation_rate(hr, hr, patch=2).item() == 0.0
+
+
+def test_order_violation_rate_published_defaults():
+    "8x8 patches, 8 neighbours, an order only where |dHR| >= 0.1 (Real-IISR's TOC pairs)."
+    row = lambda *v: torch.tensor(v).repeat_interleave(8).view(1, 1, 1, -1).expand(1, 1, 8, -1)
+    assert thermal_order_violation_rate(row(0.25, 0.625, 0.375), row(0.25, 0.5, 0.75)).item() == 0.5
+    assert np.isnan(thermal_order_violation_rate(row(0.5, 0.25), row(0.25, 0.3125)).item())   # |dHR| < 0.1: no order
+    assert thermal_order_violation_rate(row(0.5, 0.25), row(0.25, 0.375), tol=0.125).item() == 1.0
+    with pytest.raises(ValueError, match='must be > 0'): thermal_order_violation_rate(row(0.5, 0.25), row(0.25, 0.375), tol=0)
 
 
 def test_temperature_errors_in_celsius(tmp_path):
@@ -59,7 +69,7 @@ def test_evaluate_models_tidy_table():
     models = {'nearest': nn.Upsample(scale_factor=2), 'bicubic': nn.Upsample(scale_factor=2, mode='bicubic')}
     df = evaluate_models(models, {'a': _items(2, 0), 'b': _items(1, 1)}, scale=2)
     assert list(df.columns) == ['image', 'dataset', 'method', 'metric', 'value']
-    assert len(df) == (2 + 1) * 2 * 2
+    assert len(df) == (2 + 1) * 2 * 3   # images x models x (psnr, ssim, order_violation)
     one = df[(df.method == 'nearest') & (df.metric == 'psnr') & (df.image == 'x0.png') & (df.dataset == 'toy')].value.iloc[0]
     it = _items(2, 0)[0]
     assert one == pytest.approx(psnr(models['nearest'](it['lr'][None]).clamp(0, 1), it['hr'][None], crop_border=2).item())

@@ -1,18 +1,13 @@
 "Integration tests of tisr.models: registry, CFSR, bicubic, grey adapters, checkpoints, published accuracy."
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-import tisr.hub as hub
+import tisr.models.hub as hub
 from tisr.core import env_dir
-from tisr.models import (CFSR, CheckpointMismatch, ReplicateAverage, build_model, fold_to_grey, list_models,
-                         load_checkpoint, model_info, register_model)
-
-# exact parameter counts of the official checkpoints (Aitical/CFSR model_zoo)
-CFSR_PARAMS = {2: 291_324, 3: 297_819, 4: 306_912}
-# README "PSNR-Y protocol" values for CFSR on skimage's astronaut
-CFSR_PSNR_Y = {2: 36.74, 3: 32.79, 4: 30.38}
+from tisr.models import (CheckpointMismatch, ReplicateAverage, build_model, fold_to_grey, list_models,
+                         load_checkpoint, model_info, published_psnr_y, register_model)
+from tisr.models.arch.cfsr import CFSR, CFSR_CARD
 
 needs_weights = pytest.mark.skipif(env_dir('TISR_WEIGHTS') is None,
                                    reason='set TISR_WEIGHTS to the shared weights folder (e.g. ../shared/weights)')
@@ -29,8 +24,8 @@ def _busy_cfsr(scale=4, seed=0):
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_cfsr_param_counts(scale):
-    assert model_info(CFSR(scale=scale))['params'] == CFSR_PARAMS[scale]
-    assert model_info(build_model('cfsr', scale, pretrained=False, channels=3))['params'] == CFSR_PARAMS[scale]
+    assert model_info(CFSR(scale=scale))['params'] == CFSR_CARD.params[scale]
+    assert model_info(build_model('cfsr', scale, pretrained=False, channels=3))['params'] == CFSR_CARD.params[scale]
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
@@ -101,7 +96,7 @@ def test_bicubic_is_torch_bicubic():
 
 def test_registry_errors():
     with pytest.raises(ValueError, match='valid: .*bicubic.*cfsr'): build_model('swinir')
-    with pytest.raises(ValueError, match='valid scales: 2, 3, 4'): build_model('cfsr', 8, pretrained=False)
+    with pytest.raises(ValueError, match='valid scales: 2, 3, 4, 8, 16'): build_model('cfsr', 5, pretrained=False)
     with pytest.raises(ValueError, match='valid: 1 \\(thermal\\), 3'): build_model('cfsr', 4, pretrained=False, channels=2)
     with pytest.raises(ValueError, match='already registered'): register_model('cfsr', (2,))(lambda s, c: None)
     with pytest.raises(ValueError, match='expected an Nx1xHxW'): build_model('cfsr', 2, pretrained=False)(torch.rand(1, 3, 8, 8))
@@ -152,30 +147,16 @@ def test_list_models():
     df = list_models()
     assert {'name', 'scale', 'params', 'input_range', 'weights', 'local'} <= set(df.columns)
     cf = df[df.name == 'cfsr'].set_index('scale')
-    assert cf.params.to_dict() == CFSR_PARAMS
+    assert cf.params.to_dict() == CFSR_CARD.params
     assert cf.weights.to_dict() == {s: f'cfsr_x{s}' for s in (2, 3, 4)}
     assert (df[df.name == 'bicubic'].params == 0).all()
-
-
-def _psnr_y(a, b, border):
-    y = lambda x: (16 + x.astype(np.float64) @ np.array([65.481, 128.553, 24.966])) / 255
-    d = (y(a) - y(b))[border:-border, border:-border]
-    return 10 * np.log10(1 / np.mean(d**2))
 
 
 @needs_weights
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_cfsr_astronaut_psnr_y(scale):
-    from PIL import Image
-    from skimage import data as skdata
-    hr = skdata.astronaut()
-    h, w = (s - s % scale for s in hr.shape[:2])
-    hr = hr[:h, :w]
-    lr = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
-    m = build_model('cfsr', scale, channels=3)
-    with torch.no_grad(): sr = m(torch.from_numpy(lr / 255.).permute(2, 0, 1)[None].float())
-    p = _psnr_y(sr[0].permute(1, 2, 0).double().numpy(), hr / 255., scale)
-    assert abs(p - CFSR_PSNR_Y[scale]) < 0.05, p
+    p = published_psnr_y('cfsr', scale)
+    assert abs(p - CFSR_CARD.psnr_y[scale]) < 0.05, p
 
 
 @needs_weights

@@ -2,9 +2,10 @@
 import os
 import pytest
 import torch
+import tisr.models.hub as hub
 from tisr.models import build_model, model_info
-from tisr.arch.refinenet import RefineNet, DeltaSR, REFINENET_PARAMS, cfsr_delta
-from tisr.arch.corefusion import CoReFusion
+from tisr.models.arch.refinenet import RefineNet, DeltaSR, REFINENET_PARAMS, cfsr_delta
+from tisr.models.arch.corefusion import CoReFusion
 
 
 def tiny_backbone(channels=1):
@@ -41,8 +42,14 @@ def test_delta_starts_at_the_backbone_and_trains_only_the_refinenet():
     assert (delta(x) - base).abs().max() > 1e-3  # the refine net did move
 
 
-def test_cfsr_delta_rejects_bad_backbone_weights_flag():
-    with pytest.raises(ValueError, match="valid: True, False, 'auto'"): cfsr_delta(4, 1, backbone_weights='yes')
+def test_cfsr_delta_never_falls_back_to_a_random_backbone(tmp_path, monkeypatch):
+    "Without the CFSR weights, the pretrained backbone is an error saying where to put them, not a random net."
+    monkeypatch.delenv('TISR_WEIGHTS', raising=False)
+    monkeypatch.setenv('TISR_CACHE', str(tmp_path))
+    def offline(*a, **k): raise OSError('network unreachable')
+    monkeypatch.setattr(hub, 'download_file', offline)
+    with pytest.raises(hub.WeightsNotFound, match=r'cfsr_x4.*TISR_WEIGHTS'): cfsr_delta(4, 1)
+    assert model_info(cfsr_delta(4, 1, pretrained=False))['trainable'] == REFINENET_PARAMS[1]
 
 
 @pytest.mark.skipif(not os.environ.get('TISR_WEIGHTS'), reason='set TISR_WEIGHTS for the pretrained CFSR backbone')

@@ -200,7 +200,7 @@ class Registry:
     def values(self): return self._items.values()
     def __repr__(self) -> str: return f"Registry({self.kind!r}: {', '.join(self.names())})"
 
-# %% ../nbs/00_core.ipynb
+# %% ../nbs/00_core.ipynb #667e85e5
 def modcrop(img, scale:int):
     "Crop `img` (HxW[xC] array, or tensor with H, W last) at the bottom/right to a multiple of `scale`."
     if int(scale) != scale or scale < 1: raise ValueError(f"scale={scale!r}; must be a positive integer")
@@ -233,7 +233,7 @@ def content_hash(obj) -> str:
     "A short, stable hash of a JSON-serialisable object."
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-# %% ../nbs/00_core.ipynb
+# %% ../nbs/00_core.ipynb #d9e42600
 class CheckpointError(RuntimeError):
     "A checkpoint file that cannot be written or read."
 
@@ -262,7 +262,7 @@ def save_checkpoint(path, **state) -> Path:
     _fsync_dir(path.parent)
     return path
 
-# %% ../nbs/00_core.ipynb
+# %% ../nbs/00_core.ipynb #9da5dd0c
 def read_checkpoint(path, map_location='cpu') -> dict:
     "Load a checkpoint file (tensors and plain containers only: `weights_only=True`); errors name the file."
     path = Path(path)

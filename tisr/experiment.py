@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/run/88_moved.ipynb
+# %% ../nbs/run/88_moved.ipynb #70927369
 _MOVED = {'Finetune': "tisr.run.finetune(tisr.run.RunConfig(recipe=..., data=..., knobs={...})), or the steps "
                       "start_run, prepare_data, build_start_model, make_scorer, score_baselines, train_model, "
                       "test_model, run_figures, finish in tisr.run.finetune",

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/data/29_package.ipynb
+# %% ../../nbs/data/29_package.ipynb #ab494c6e
 from .sources import *
 from .layouts import *
 from .manifest import *

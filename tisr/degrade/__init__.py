@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/degrade/19_package.ipynb
+# %% ../../nbs/degrade/19_package.ipynb #fa8ff9d0
 from .registry import *
 from .resize import *
 from .realesrgan import *

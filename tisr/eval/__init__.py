@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/eval/69_package.ipynb
+# %% ../../nbs/eval/69_package.ipynb #409c9696
 from .loop import *
 from .tables import *
 from .plots import *

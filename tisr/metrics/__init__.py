@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/metrics/49_package.ipynb
+# %% ../../nbs/metrics/49_package.ipynb #f5c496c3
 from .fidelity import *
 from .perceptual import *
 from .thermal import *

@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/models/39_package.ipynb
+# %% ../../nbs/models/39_package.ipynb #d03df61d
 from .hub import *
 from .adapters import *
 from .registry import *
 from .arch import (cfsr, a2n, bsrn, carn, corefusion, drln, edsr, imdn, msrn, pan, refinenet, rfdn, rlfn,
-                              safmn, span, srresnet)
+                              safmn, span, srresnet, realiisr)
+from .guided import *

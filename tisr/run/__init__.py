@@ -5,8 +5,11 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/run/89_package.ipynb
+# %% ../../nbs/run/89_package.ipynb #2edf3565
 from .config import *
 from .folder import *
 from .finetune import *
 from .zeroshot import *
+from .radiometric import *
+from .realiisr import *
+from .guided import *

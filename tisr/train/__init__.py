@@ -5,6 +5,6 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/train/79_package.ipynb
+# %% ../../nbs/train/79_package.ipynb #9c965b2a
 from .engine import *
 from .recipes import *

@@ -8,19 +8,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..hub import WeightFile
+from ..layers import pa_factors, add_pa_upsampler, pa_upsample
 from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 
 # %% auto #0
-__all__ = ['A2N_CARD', 'PixelAttention', 'AttentionBranch', 'AAB', 'up_stage', 'A2N', 'a2n']
+__all__ = ['A2N_CARD', 'AttentionBranch', 'AAB', 'A2N', 'a2n']
 
 # %% ../../../nbs/models/arch/a2n.ipynb #f42ee1ff
-class PixelAttention(nn.Module):
-    "x * sigmoid(1x1 conv(x)) (PAN's pixel attention; the conv is `conv`)."
-    def __init__(self, nf:int):
-        super().__init__(); self.conv = nn.Conv2d(nf, nf, 1)
-    def forward(self, x): return x * torch.sigmoid_(self.conv(x))
-
 # Activations here run in place on fresh conv outputs (as the official in-place LeakyReLU does): the same values,
 # one memory pass and one buffer less each.
 class AttentionBranch(nn.Module):
@@ -59,33 +54,23 @@ class AAB(nn.Module):
         return out
 
 # %% ../../../nbs/models/arch/a2n.ipynb #0bf09035
-def up_stage(net:nn.Module, i:int, fea:torch.Tensor, factor:int) -> torch.Tensor:
-    "Stage `i` of `net`: nearest x`factor`, `upconv{i}`, `att{i}` + lrelu, `HRconv{i}` + lrelu (official names)."
-    fea = getattr(net, f'upconv{i}')(F.interpolate(fea, scale_factor=factor, mode='nearest'))
-    fea = F.leaky_relu_(getattr(net, f'att{i}')(fea), 0.2)
-    return F.leaky_relu_(getattr(net, f'HRconv{i}')(fea), 0.2)
-
 class A2N(nn.Module):
     "A2N (official key layout): conv_first, AAB_trunk, trunk_conv, upconv/att/HRconv stages, conv_last."
     def __init__(self, scale:int=4, nf:int=40, unf:int=24, n_blocks:int=16, in_chans:int=3):
         super().__init__()
         if scale not in (2, 3, 4): raise ValueError(f"A2N scale {scale!r}; valid: 2, 3, 4")
         self.scale, self.in_chans = scale, in_chans
-        self.factors = (2, 2) if scale == 4 else (scale,)
+        self.factors = pa_factors(scale)
         self.conv_first = nn.Conv2d(in_chans, nf, 3, 1, 1)
         self.AAB_trunk = nn.Sequential(*[AAB(nf) for _ in range(n_blocks)])
         self.trunk_conv = nn.Conv2d(nf, nf, 3, 1, 1)
-        for i, _ in enumerate(self.factors, 1):
-            setattr(self, f'upconv{i}', nn.Conv2d(nf if i == 1 else unf, unf, 3, 1, 1))
-            setattr(self, f'att{i}', PixelAttention(unf))
-            setattr(self, f'HRconv{i}', nn.Conv2d(unf, unf, 3, 1, 1))
+        add_pa_upsampler(self, nf, unf, self.factors)
         self.conv_last = nn.Conv2d(unf, in_chans, 3, 1, 1)
 
     def forward(self, x):
         fea = self.conv_first(x)
         fea = fea + self.trunk_conv(self.AAB_trunk(fea))
-        for i, factor in enumerate(self.factors, 1): fea = up_stage(self, i, fea, factor)
-        out = self.conv_last(fea)
+        out = self.conv_last(pa_upsample(self, fea, self.factors))
         out += F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
         return out
 
@@ -96,7 +81,9 @@ _A2N_URL = 'https://github.com/haoyuc/A2N/raw/210b38cbe721f0283aa5ad20c98373c582
 _A2N_SHA = {2: '076f3ef50212a0641262d71210aeeda71e03324ecec14032630d1f2225887dfb',
             3: '7fe6fa3a4b9d666f5b0afe2c9e91ce30551477114ffc7971c218c70899bc84ea',
             4: None}
+# x4 has a second upsampling stage; its file is not in the offline copy, so no PSNR-Y for it
 A2N_CARD = ModelCard('Chen et al., attention in attention network, 2021',
+                     params={2: 1_036_443, 3: 1_036_443, 4: 1_047_459}, psnr_y={2: 36.70, 3: 32.73},
                      weights={s: WeightFile(f'a2n_x{s}', f'a2n_x{s}.pt', _A2N_URL.format(s), sha, 'sr') for s, sha in _A2N_SHA.items()})
 
 @register_model('a2n', scales=(2, 3, 4), input_range=255., card=A2N_CARD)

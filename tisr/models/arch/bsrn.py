@@ -8,11 +8,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..hub import WeightFile
+from ..layers import UpsampleOneStep
 from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 
 # %% auto #0
-__all__ = ['BSRN_CARD', 'pointwise', 'BSConvU', 'ESA', 'ESDB', 'InputTiling', 'PixelShuffleDirect', 'BSRN', 'bsrn']
+__all__ = ['BSRN_CARD', 'pointwise', 'BSConvU', 'SeparableESA', 'ESDB', 'InputTiling', 'PixelShuffleDirect', 'BSRN', 'bsrn']
 
 # %% ../../../nbs/models/arch/bsrn.ipynb #fd2122d0
 def pointwise(linear:nn.Linear, x:torch.Tensor) -> torch.Tensor:
@@ -28,8 +29,9 @@ class BSConvU(nn.Module):
     def forward(self, x): return self.dw(pointwise(self.pw, x))
 
 # %% ../../../nbs/models/arch/bsrn.ipynb #753fca77
-class ESA(nn.Module):
-    "Enhanced spatial attention with BSConvs (official names: conv1, conv2, conv_max, conv3, conv3_, conv_f, conv4)."
+class SeparableESA(nn.Module):
+    "Enhanced spatial attention with BSConvs and GELU (official names conv1, conv2, conv_max, conv3, conv3_, conv_f, conv4)."
+    # not `tisr.models.layers.ESA`: Linear 1x1 layers (other key shapes), BSConvs and GELU instead of convs and ReLU
     def __init__(self, nf:int):
         super().__init__()
         f = nf // 4
@@ -55,7 +57,7 @@ class ESDB(nn.Module):
         self.c1_r, self.c2_r, self.c3_r = (BSConvU(nf, nf) for _ in range(3))
         self.c4 = BSConvU(nf, half)
         self.c5 = nn.Linear(half * 4, nf)
-        self.esa = ESA(nf)
+        self.esa = SeparableESA(nf)
         self.cw = nn.Parameter(torch.normal(1., .2, size=(1, nf)))
         self.conv_out = nn.Linear(nf, nf)
 
@@ -76,10 +78,9 @@ class InputTiling(nn.Conv2d):
         self.register_buffer('weight', torch.eye(channels).repeat(copies, 1)[..., None, None], persistent=False)
 
 class PixelShuffleDirect(nn.Module):
-    "One conv + pixel shuffle, under the official name `upsampleOneStep`."
+    "One conv + pixel shuffle (`tisr.models.layers.UpsampleOneStep`), held under the official name `upsampleOneStep`."
     def __init__(self, nf:int, scale:int, cout:int):
-        super().__init__()
-        self.upsampleOneStep = nn.Sequential(nn.Conv2d(nf, scale**2 * cout, 3, 1, 1), nn.PixelShuffle(scale))
+        super().__init__(); self.upsampleOneStep = UpsampleOneStep(scale, nf, cout)
     def forward(self, x): return self.upsampleOneStep(x)
 
 # %% ../../../nbs/models/arch/bsrn.ipynb #e4bda339
@@ -106,7 +107,8 @@ class BSRN(nn.Module):
     def fold_spec(self) -> FoldSpec: return FoldSpec('input_tiling', 'upsampler.upsampleOneStep.0', self.scale)
 
 # %% ../../../nbs/models/arch/bsrn.ipynb #178ff6bb
-BSRN_CARD = ModelCard('Li et al., CVPRW 2022 (NTIRE 2022 ESR)', weights={4: WeightFile(
+BSRN_CARD = ModelCard('Li et al., CVPRW 2022 (NTIRE 2022 ESR)', params={4: 156_288}, psnr_y={4: 30.14},
+                       weights={4: WeightFile(
     'bsrn_ntire22_x4', 'bsrn_ntire22_x4.pth',
     'https://github.com/ofsoundof/NTIRE2022_ESR/raw/e95ba4a4916bb13d6348f7ee172827e2452e8a31/model_zoo/team18_bsrn.pth',
     '29ac393975ec709912282da97765daf722d9efd40589f4abcb95b3a407f62e40', 'sr')})

@@ -6,35 +6,19 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
-from ..adapters import FoldSpec, DIV2K_RGB_MEAN
+from ..layers import NestedMeanShift, ConvAct, ShuffleStages
+from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 from ..hub import WeightFile
 
 # %% auto #0
-__all__ = ['DRLN_CASCADES', 'DRLN_CARD', 'DRLN_BAM_CARD', 'MeanShift', 'ConvAct', 'ResidualBlock', 'LaplacianAttention',
-           'ChannelAttention', 'SpatialAttention', 'BamAttention', 'DenseResidualBlock', 'ShuffleStages',
-           'DRLNUpsample', 'DRLN', 'drln', 'drln_bam']
+__all__ = ['DRLN_CASCADES', 'DRLN_CARD', 'DRLN_BAM_CARD', 'ResidualBlock', 'LaplacianAttention', 'ChannelAttention',
+           'SpatialAttention', 'BamAttention', 'DenseResidualBlock', 'DRLNUpsample', 'DRLN', 'drln', 'drln_bam']
 
 # %% ../../../nbs/models/arch/drln.ipynb #196f389f
-class MeanShift(nn.Module):
-    "Frozen 1x1 conv `shifter` adding `sign * mean` per channel (DRLN's `ops.MeanShift`, mean not scaled)."
-    def __init__(self, mean=DIV2K_RGB_MEAN, sub:bool=True):
-        super().__init__()
-        self.shifter = nn.Conv2d(3, 3, 1)
-        self.shifter.weight.data.copy_(torch.eye(3).view(3, 3, 1, 1))
-        self.shifter.bias.data.copy_((-1 if sub else 1) * torch.tensor(mean))
-        for p in self.shifter.parameters(): p.requires_grad = False
-    def forward(self, x): return self.shifter(x)
-
-class ConvAct(nn.Module):
-    "conv then an activation, under the key `body.0` (DRLN's `BasicBlock` / `BasicBlockSig`)."
-    def __init__(self, cin:int, cout:int, kernel:int=3, pad:int=1, dilation:int=1, act:nn.Module|None=None):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(cin, cout, kernel, 1, pad, dilation), act or nn.ReLU(inplace=True))
-    def forward(self, x): return self.body(x)
-
 class ResidualBlock(nn.Module):
     "relu(x + conv(relu(conv(x)))) (DRLN's `ResidualBlock`)."
+    # EDSR's `ResBlock` has the same keys but no ReLU after the sum: a different function, so a class of its own
     def __init__(self, ch:int):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(ch, ch, 3, 1, 1))
@@ -89,18 +73,8 @@ class DenseResidualBlock(nn.Module):
         return self.ca(self.g(c3))
 
 # %% ../../../nbs/models/arch/drln.ipynb #52fd50ab
-class ShuffleStages(nn.Module):
-    "conv-ReLU-pixel-shuffle stages under `body` (x2, x4, x8: stages of 2; x3: one of 3)."
-    def __init__(self, ch:int, scale:int):
-        super().__init__()
-        if scale not in (2, 3, 4, 8): raise ValueError(f"DRLN upsampler: scale {scale!r} not supported; valid: 2, 3, 4, 8")
-        stages = [3] if scale == 3 else [2] * (scale.bit_length() - 1)
-        self.body = nn.Sequential(*[m for s in stages for m in (nn.Conv2d(ch, s * s * ch, 3, 1, 1),
-                                                                  nn.ReLU(inplace=True), nn.PixelShuffle(s))])
-    def forward(self, x): return self.body(x)
-
 class DRLNUpsample(nn.Module):
-    "Single-scale upsampler held as `up` (the official `UpsampleBlock(multi_scale=False)`)."
+    "Single-scale upsampler held as `up` (the official `UpsampleBlock(multi_scale=False)`; CARN-M holds three)."
     def __init__(self, ch:int, scale:int):
         super().__init__(); self.up = ShuffleStages(ch, scale)
     def forward(self, x): return self.up(x)
@@ -113,7 +87,7 @@ class DRLN(nn.Module):
     def __init__(self, scale:int=4, chs:int=64, bam:bool=False, n_colors:int=3):
         super().__init__()
         self.scale = scale
-        self.sub_mean, self.add_mean = MeanShift(sub=True), MeanShift(sub=False)
+        self.sub_mean, self.add_mean = NestedMeanShift(-1), NestedMeanShift(1)
         self.head = nn.Conv2d(n_colors, chs, 3, 1, 1)
         for i in range(1, sum(DRLN_CASCADES) + 1): setattr(self, f'b{i}', DenseResidualBlock(chs, bam))
         stack = [k for n in DRLN_CASCADES for k in range(2, n + 2)]  # fused inputs: 2c, 3c, ... per cascade
@@ -143,13 +117,18 @@ class DRLN(nn.Module):
 # %% ../../../nbs/models/arch/drln.ipynb #1db83bb7
 _HF_URL = 'https://huggingface.co/eugenesiow/{repo}/resolve/main/pytorch_model_{scale}x.pt'
 
-def _super_image_card(repo:str, name:str, paper:str) -> ModelCard:
-    # sha256 not published in a form readable offline; super-image files share one file name per scale
-    return ModelCard(paper, weights={s: WeightFile(f'{name}_x{s}', f'pytorch_model_{s}x.pt', _HF_URL.format(repo=repo, scale=s),
-                                                   None, f'sr/{name}') for s in (2, 3, 4)})
+def _super_image_card(repo:str, name:str, paper:str, params:dict) -> ModelCard:
+    # sha256 not published in a form readable offline; super-image files share one file name per scale.
+    # No offline copy of these files, so no PSNR-Y on the cards.
+    return ModelCard(paper, params=params,
+                     weights={s: WeightFile(f'{name}_x{s}', f'pytorch_model_{s}x.pt', _HF_URL.format(repo=repo, scale=s),
+                                            None, f'sr/{name}') for s in (2, 3, 4)})
 
-DRLN_CARD = _super_image_card('drln', 'drln', 'Anwar & Barnes, TPAMI 2020')
-DRLN_BAM_CARD = _super_image_card('drln-bam', 'drln_bam', 'super-image DRLN with balanced attention')
+# exact counts, the two frozen mean-shift convs (24 values) included
+DRLN_CARD = _super_image_card('drln', 'drln', 'Anwar & Barnes, TPAMI 2020',
+                              {2: 34_430_155, 3: 34_614_795, 4: 34_577_867})
+DRLN_BAM_CARD = _super_image_card('drln-bam', 'drln_bam', 'super-image DRLN with balanced attention',
+                                  {2: 34_163_455, 3: 34_348_095, 4: 34_311_167})
 
 @register_model('drln', scales=(2, 3, 4), card=DRLN_CARD)
 def drln(scale:int, channels:int=3, **kw) -> DRLN: return DRLN(scale, n_colors=channels, **kw)

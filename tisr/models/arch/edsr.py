@@ -6,27 +6,17 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
-from ..adapters import FoldSpec, DIV2K_RGB_MEAN
+from ..layers import MeanShift, same_conv, Upsampler
+from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 from ..hub import WeightFile
 
 # %% auto #0
-__all__ = ['EDSR_CONFIGS', 'EDSR_FILES', 'MeanShift', 'same_conv', 'ResBlock', 'Upsampler', 'EDSR', 'edsr', 'edsr_baseline']
-
-# %% ../../../nbs/models/arch/edsr.ipynb #38b6b84e
-class MeanShift(nn.Conv2d):
-    "Frozen 1x1 conv adding `sign * rgb_range * mean` per channel (EDSR-PyTorch's `common.MeanShift`)."
-    def __init__(self, rgb_range:float=255., mean=DIV2K_RGB_MEAN, sign:int=-1):
-        super().__init__(3, 3, 1)
-        self.weight.data.copy_(torch.eye(3).view(3, 3, 1, 1))
-        self.bias.data.copy_(sign * rgb_range * torch.tensor(mean))
-        for p in self.parameters(): p.requires_grad = False
+__all__ = ['EDSR_CONFIGS', 'EDSR_FILES', 'EDSR_PARAMS', 'ResBlock', 'EDSR', 'edsr', 'edsr_baseline']
 
 # %% ../../../nbs/models/arch/edsr.ipynb #f6744a84
-def same_conv(cin:int, cout:int, kernel:int=3) -> nn.Conv2d:
-    "A 'same'-padded conv with bias (EDSR-PyTorch's `default_conv`)."
-    return nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
-
+# BasicSR's `ResidualBlockNoBN` (tisr.models.arch.srresnet) computes the same, but keys its convs `conv1`, `conv2`
+# where EDSR-PyTorch's checkpoints have `body.0`, `body.2`: two classes, one per key layout
 class ResBlock(nn.Module):
     "conv-ReLU-conv residual block without batch norm, the residual scaled by `res_scale`."
     def __init__(self, n_feats:int, res_scale:float=1.):
@@ -35,17 +25,6 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
     def forward(self, x): return x + self.body(x) * self.res_scale
 
-# %% ../../../nbs/models/arch/edsr.ipynb #37c38e57
-class Upsampler(nn.Sequential):
-    "conv + pixel shuffle, once for x3 and log2(scale) times for powers of two (keys `0, 2, ...`)."
-    def __init__(self, scale:int, n_feats:int):
-        if scale == 3: layers = [same_conv(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
-        elif scale in (2, 4, 8):
-            layers = []
-            for _ in range(scale.bit_length() - 1): layers += [same_conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
-        else: raise ValueError(f"Upsampler: scale {scale!r} not supported; valid: 2, 3, 4, 8")
-        super().__init__(*layers)
-
 # %% ../../../nbs/models/arch/edsr.ipynb #2a16dca7
 class EDSR(nn.Module):
     "EDSR: mean shift, head conv, `n_resblocks` residual blocks + conv with a long skip, upsampler, tail conv."
@@ -53,7 +32,7 @@ class EDSR(nn.Module):
                  rgb_range:float=255., n_colors:int=3):
         super().__init__()
         self.scale = scale
-        self.sub_mean, self.add_mean = MeanShift(rgb_range, sign=-1), MeanShift(rgb_range, sign=1)
+        self.sub_mean, self.add_mean = MeanShift(-1, rgb_range), MeanShift(1, rgb_range)
         self.head = nn.Sequential(same_conv(n_colors, n_feats))
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)],
                                   same_conv(n_feats, n_feats))
@@ -71,11 +50,15 @@ EDSR_FILES = {'edsr_baseline_x2': 'edsr_baseline_x2-1bc95232.pt', 'edsr_baseline
               'edsr_baseline_x4': 'edsr_baseline_x4-6b446fab.pt', 'edsr_x2': 'edsr_x2-0edfb8a3.pt',
               'edsr_x3': 'edsr_x3-ea3ef2c6.pt', 'edsr_x4': 'edsr_x4-4f62e9ef.pt'}
 
+# exact counts, the two frozen mean-shift convs (24 values, stored in the files) included
+EDSR_PARAMS = {'edsr': {2: 40_729_627, 3: 43_680_027, 4: 43_089_947},
+               'edsr_baseline': {2: 1_369_883, 3: 1_554_523, 4: 1_517_595}}
+
 def _edsr_card(name:str) -> ModelCard:
-    # full sha256 unpublished (only the 8-hex torch.hub prefix in the file name)
+    # full sha256 unpublished (only the 8-hex torch.hub prefix in the file name); no offline copy, so no PSNR-Y
     files = {s: WeightFile(f'{name}_x{s}', EDSR_FILES[f'{name}_x{s}'], _EDSR_URL + EDSR_FILES[f'{name}_x{s}'], None, 'sr')
              for s in (2, 3, 4)}
-    return ModelCard('Lim et al., CVPRW 2017', weights=files)
+    return ModelCard('Lim et al., CVPRW 2017', weights=files, params=EDSR_PARAMS[name])
 
 @register_model('edsr', scales=(2, 3, 4), input_range=255., card=_edsr_card('edsr'))
 def edsr(scale:int, channels:int=3, **kw) -> EDSR:

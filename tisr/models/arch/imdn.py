@@ -7,18 +7,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from ..hub import WeightFile
+from ..layers import same_conv, FeatureDistillationNet
 from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 
 # %% auto #0
-__all__ = ['IMDN_CARD', 'IMDN_RTC_CARD', 'conv3', 'ContrastChannelAttention', 'IMDBlock', 'IMDN', 'Residual', 'IMDN_RTC', 'imdn',
+__all__ = ['IMDN_CARD', 'IMDN_RTC_CARD', 'ContrastChannelAttention', 'IMDBlock', 'IMDN', 'Residual', 'IMDN_RTC', 'imdn',
            'imdn_rtc']
 
 # %% ../../../nbs/models/arch/imdn.ipynb #a5581b19
-def conv3(cin:int, cout:int, kernel:int=3) -> nn.Conv2d:
-    "A same-padded conv with bias."
-    return nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
-
 class ContrastChannelAttention(nn.Module):
     "IMDN's CCA: sigmoid gate from per-channel (std + mean) through a 1x1 bottleneck; key `conv_du.{0,2}`."
     def __init__(self, channels:int, reduction:int=16):
@@ -37,11 +34,11 @@ class IMDBlock(nn.Module):
         super().__init__()
         self.distilled = int(channels * rate)
         self.remaining = channels - self.distilled
-        self.c1, self.c2 = conv3(channels, channels), conv3(self.remaining, channels)
-        self.c3, self.c4 = conv3(self.remaining, channels), conv3(self.remaining, self.distilled)
+        self.c1, self.c2 = same_conv(channels, channels), same_conv(self.remaining, channels)
+        self.c3, self.c4 = same_conv(self.remaining, channels), same_conv(self.remaining, self.distilled)
         self.act = nn.LeakyReLU(0.05, inplace=True)   # in place, as the official code: saves an allocation per block
         fused = channels if attention else 4 * self.distilled
-        self.c5 = conv3(fused, channels, 1)
+        self.c5 = same_conv(fused, channels, 1)
         if attention: self.cca = ContrastChannelAttention(fused)
     def forward(self, x):
         kept, rest = [], x
@@ -55,25 +52,10 @@ class IMDBlock(nn.Module):
         return out
 
 # %% ../../../nbs/models/arch/imdn.ipynb #c11c42f5
-class IMDN(nn.Module):
+class IMDN(FeatureDistillationNet):
     "IMDN (Hui et al., 2019): 64 features, 6 IMDBs, official key layout (`fea_conv`, `IMDB1-6`, `c.0`, `LR_conv`, `upsampler.0`)."
     def __init__(self, in_chans:int=3, scale:int=4, nf:int=64, n_blocks:int=6):
-        super().__init__()
-        self.scale, self.n_blocks = scale, n_blocks
-        self.fea_conv = conv3(in_chans, nf)
-        for i in range(1, n_blocks + 1): setattr(self, f'IMDB{i}', IMDBlock(nf))
-        self.c = nn.Sequential(nn.Conv2d(nf * n_blocks, nf, 1), nn.LeakyReLU(0.05, inplace=True))
-        self.LR_conv = conv3(nf, nf)
-        self.upsampler = nn.Sequential(conv3(nf, in_chans * scale**2), nn.PixelShuffle(scale))
-    def forward(self, x):
-        fea = self.fea_conv(x)
-        outs, h = [], fea
-        for i in range(1, self.n_blocks + 1):
-            h = getattr(self, f'IMDB{i}')(h)
-            outs.append(h)
-        out = self.LR_conv(self.c(torch.cat(outs, 1)))
-        out += fea
-        return self.upsampler(out)
+        super().__init__(IMDBlock, 'IMDB', in_chans, scale, nf, n_blocks)
     def fold_spec(self) -> FoldSpec: return FoldSpec('fea_conv', 'upsampler.0', self.scale)
 
 # %% ../../../nbs/models/arch/imdn.ipynb #3bd18564
@@ -88,9 +70,10 @@ class IMDN_RTC(nn.Module):
     def __init__(self, in_chans:int=3, scale:int=2, nf:int=12, n_blocks:int=5):
         super().__init__()
         self.scale = scale
-        body = [IMDBlock(nf, attention=False) for _ in range(n_blocks)] + [conv3(nf, nf, 1)]
-        self.model = nn.Sequential(conv3(in_chans, nf), Residual(nn.Sequential(*body)),
-                                   conv3(nf, in_chans * scale**2), nn.PixelShuffle(scale))
+        body = [IMDBlock(nf, attention=False) for _ in range(n_blocks)] + [same_conv(nf, nf, 1)]
+        # conv and shuffle sit in the one official Sequential (keys `model.2`, `model.3`), not in an `UpsampleOneStep`
+        self.model = nn.Sequential(same_conv(in_chans, nf), Residual(nn.Sequential(*body)),
+                                   same_conv(nf, in_chans * scale**2), nn.PixelShuffle(scale))
     def forward(self, x): return self.model(x)
     def fold_spec(self) -> FoldSpec: return FoldSpec('model.0', 'model.2', self.scale)
 
@@ -99,10 +82,11 @@ _IMDN_RAW = 'https://github.com/Zheng222/IMDN/raw/8f158e6a5ac9db6e5857d9159fd4a6
 _IMDN_SHA = {2: '740b39653592bd3f49955a21cd9e16f2d37f2c413368cc09327601b8fbe42ce1',
              3: '11b1716a19bc16e5e353e1db798d476169338e631eb170c82d765559888cb028',
              4: 'e660c38221147217a136debeb99eb304d62d9c0f73ac421ed66281b619719714'}
-IMDN_CARD = ModelCard('Hui et al., ACM MM 2019',
+IMDN_CARD = ModelCard('Hui et al., ACM MM 2019', params={2: 694_404, 3: 703_059, 4: 715_176},
+                      psnr_y={2: 36.60, 3: 32.60, 4: 30.23},
                       weights={s: WeightFile(f'imdn_x{s}', f'imdn_x{s}.pth', f'{_IMDN_RAW}IMDN_x{s}.pth', sha, 'sr')
                                for s, sha in _IMDN_SHA.items()})
-IMDN_RTC_CARD = ModelCard('AIM 2019 real-time SR winner', weights={2: WeightFile(
+IMDN_RTC_CARD = ModelCard('AIM 2019 real-time SR winner', params={2: 20_190}, psnr_y={2: 35.47}, weights={2: WeightFile(
     'imdn_rtc_x2', 'imdn_rtc_x2.pth', f'{_IMDN_RAW}model_RTC.pth', '5696ca25971477a93f2a3f3b235039e30afefff1bb560efdc48c0f880635a2ab', 'sr')})
 
 @register_model('imdn', scales=(2, 3, 4), input_range=1., card=IMDN_CARD)

@@ -9,7 +9,7 @@ import torch.nn as nn
 from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 from ..hub import WeightFile
-from .edsr import MeanShift, Upsampler, same_conv
+from ..layers import MeanShift, Upsampler, same_conv
 
 # %% auto #0
 __all__ = ['MSRN_CARD', 'MSRB', 'MSRN', 'msrn']
@@ -34,7 +34,7 @@ class MSRN(nn.Module):
     def __init__(self, scale:int=4, n_feats:int=64, n_blocks:int=8, rgb_range:float=255., n_colors:int=3):
         super().__init__()
         self.scale = scale
-        self.sub_mean, self.add_mean = MeanShift(rgb_range, sign=-1), MeanShift(rgb_range, sign=1)
+        self.sub_mean, self.add_mean = MeanShift(-1, rgb_range), MeanShift(1, rgb_range)
         self.head = nn.Sequential(same_conv(n_colors, n_feats))
         self.body = nn.Sequential(*[MSRB(n_feats) for _ in range(n_blocks)])
         self.tail = nn.Sequential(nn.Conv2d(n_feats * (n_blocks + 1), n_feats, 1), same_conv(n_feats, n_feats),
@@ -50,8 +50,8 @@ class MSRN(nn.Module):
 
 # %% ../../../nbs/models/arch/msrn.ipynb #3b856fee
 _MSRN_URL = 'https://github.com/MIVRC/MSRN-PyTorch/raw/master/MSRN/Test/model/MSRN_x{}.pt'
-# no sha256 published by the authors
-MSRN_CARD = ModelCard('Li et al., ECCV 2018',
+# no sha256 published by the authors; no offline copy, so no PSNR-Y. Exact counts, mean-shift convs included.
+MSRN_CARD = ModelCard('Li et al., ECCV 2018', params={2: 5_930_331, 3: 6_114_971, 4: 6_078_043, 8: 6_225_755},
                       weights={s: WeightFile(f'msrn_x{s}', f'MSRN_x{s}.pt', _MSRN_URL.format(s), None, 'sr') for s in (2, 3, 4, 8)})
 
 @register_model('msrn', scales=(2, 3, 4, 8), input_range=255., card=MSRN_CARD)

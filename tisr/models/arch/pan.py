@@ -8,19 +8,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..hub import WeightFile
+from ..layers import pa_factors, add_pa_upsampler, pa_upsample
 from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 
 # %% auto #0
-__all__ = ['PAN_CARD', 'PixelAttention', 'PAConv', 'SCPA', 'PAN', 'pan']
+__all__ = ['PAN_CARD', 'PAConv', 'SCPA', 'PAN', 'pan']
 
 # %% ../../../nbs/models/arch/pan.ipynb #20f88607
-class PixelAttention(nn.Module):
-    "x * sigmoid(conv1x1(x)); key `conv`."
-    def __init__(self, nf:int):
-        super().__init__(); self.conv = nn.Conv2d(nf, nf, 1)
-    def forward(self, x): return x * torch.sigmoid_(self.conv(x))  # in place on the fresh conv output: one buffer less
-
 class PAConv(nn.Module):
     "k4(k3(x) * sigmoid(k2(x))): a 3x3 conv gated by pixel attention, then a 3x3 conv."
     def __init__(self, nf:int):
@@ -55,27 +50,17 @@ class PAN(nn.Module):
     def __init__(self, in_chans:int=3, scale:int=4, nf:int=40, unf:int=24, n_blocks:int=16):
         super().__init__()
         self.scale = scale
-        self.steps = (2, 2) if scale == 4 else (scale,)
+        self.factors = pa_factors(scale)
         self.conv_first = nn.Conv2d(in_chans, nf, 3, padding=1)
         self.SCPA_trunk = nn.Sequential(*(SCPA(nf) for _ in range(n_blocks)))
         self.trunk_conv = nn.Conv2d(nf, nf, 3, padding=1)
-        for i in range(1, len(self.steps) + 1):
-            setattr(self, f'upconv{i}', nn.Conv2d(nf if i == 1 else unf, unf, 3, padding=1))
-            setattr(self, f'att{i}', PixelAttention(unf))
-            setattr(self, f'HRconv{i}', nn.Conv2d(unf, unf, 3, padding=1))
+        add_pa_upsampler(self, nf, unf, self.factors)
         self.conv_last = nn.Conv2d(unf, in_chans, 3, padding=1)
-        self.lrelu = nn.LeakyReLU(0.2, inplace=True)  # only ever applied to fresh conv/attention outputs
-
-    def _upsample(self, fea, i:int, step:int):
-        fea = getattr(self, f'upconv{i}')(F.interpolate(fea, scale_factor=step, mode='nearest'))
-        fea = self.lrelu(getattr(self, f'att{i}')(fea))
-        return self.lrelu(getattr(self, f'HRconv{i}')(fea))
 
     def forward(self, x):
         fea = self.conv_first(x)
         fea = fea + self.trunk_conv(self.SCPA_trunk(fea))
-        for i, step in enumerate(self.steps, 1): fea = self._upsample(fea, i, step)
-        out = self.conv_last(fea)
+        out = self.conv_last(pa_upsample(self, fea, self.factors))
         out += F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
         return out
     def fold_spec(self) -> FoldSpec: return FoldSpec('conv_first', 'conv_last', 1)
@@ -86,7 +71,8 @@ _PAN_RAW = ('https://github.com/zhaohengyuan1/PAN/raw/4d045d18592c5771cd3990da88
 _PAN_SHA = {2: 'fcf8ed48656abbaae46309ee91745684b80235a9c8b37a2d8fb0715a3ad3f00f',
             3: '86491751d73645a8816a0d6ec62ccde6b22ce5da930e36b3b87f5437167fbc89',
             4: '739fab99ee7b7058dab4d1b84aa2869bb9fc3995a1c08789c20355bee943833c'}
-PAN_CARD = ModelCard('Zhao et al., ECCV-W 2020',
+PAN_CARD = ModelCard('Zhao et al., ECCV-W 2020', params={2: 261_403, 3: 261_403, 4: 272_419},
+                     psnr_y={2: 36.59, 3: 32.67, 4: 30.29},
                      weights={s: WeightFile(f'pan_x{s}', f'pan_x{s}.pth', _PAN_RAW.format(s), sha, 'sr') for s, sha in _PAN_SHA.items()})
 
 @register_model('pan', scales=(2, 3, 4), input_range=1., card=PAN_CARD)

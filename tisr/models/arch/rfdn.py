@@ -6,39 +6,13 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from ..hub import WeightFile
+from ..layers import ESA, FeatureDistillationNet
 from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 
 # %% auto #0
-__all__ = ['RFDN_CARD', 'ESA', 'RFDB', 'RFDN', 'rfdn']
-
-# %% ../../../nbs/models/arch/rfdn.ipynb #b02687df
-class ESA(nn.Module):
-    "Enhanced spatial attention; `full=False` is RLFN's variant without `conv_max`, `conv3_` and ReLUs."
-    def __init__(self, channels:int, squeezed:int, full:bool=True):
-        super().__init__()
-        f = squeezed
-        self.conv1, self.conv_f = nn.Conv2d(channels, f, 1), nn.Conv2d(f, f, 1)
-        if full: self.conv_max = nn.Conv2d(f, f, 3, padding=1)
-        self.conv2 = nn.Conv2d(f, f, 3, stride=2)
-        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
-        if full: self.conv3_ = nn.Conv2d(f, f, 3, padding=1)
-        self.conv4 = nn.Conv2d(f, channels, 1)
-        self.full = full
-    def _small(self, c1):
-        v = F.max_pool2d(self.conv2(c1), kernel_size=7, stride=3)
-        if not self.full: return self.conv3(v)
-        v = F.relu(self.conv_max(v))
-        return self.conv3_(F.relu(self.conv3(v)))
-    def forward(self, x):
-        c1 = self.conv1(x)
-        small = F.interpolate(self._small(c1), x.shape[2:], mode='bilinear', align_corners=False)
-        # in place on fresh conv outputs (backward needs neither): the same values, one full-size buffer less each
-        coarse = self.conv_f(c1)
-        coarse += small
-        return x * torch.sigmoid_(self.conv4(coarse))
+__all__ = ['RFDN_CARD', 'RFDB', 'RFDN', 'rfdn']
 
 # %% ../../../nbs/models/arch/rfdn.ipynb #2c1f77fe
 class RFDB(nn.Module):
@@ -64,29 +38,15 @@ class RFDB(nn.Module):
         return self.esa(self.c5(torch.cat(kept, 1)))
 
 # %% ../../../nbs/models/arch/rfdn.ipynb #9529458a
-class RFDN(nn.Module):
+class RFDN(FeatureDistillationNet):
     "RFDN: 50 features, 4 RFDBs, official key layout (`fea_conv`, `B1-4`, `c.0`, `LR_conv`, `upsampler.0`)."
     def __init__(self, in_chans:int=3, scale:int=4, nf:int=50, n_blocks:int=4):
-        super().__init__()
-        self.scale, self.n_blocks = scale, n_blocks
-        self.fea_conv = nn.Conv2d(in_chans, nf, 3, padding=1)
-        for i in range(1, n_blocks + 1): setattr(self, f'B{i}', RFDB(nf))
-        self.c = nn.Sequential(nn.Conv2d(nf * n_blocks, nf, 1), nn.LeakyReLU(0.05, inplace=True))
-        self.LR_conv = nn.Conv2d(nf, nf, 3, padding=1)
-        self.upsampler = nn.Sequential(nn.Conv2d(nf, in_chans * scale**2, 3, padding=1), nn.PixelShuffle(scale))
-    def forward(self, x):
-        fea = self.fea_conv(x)
-        outs, h = [], fea
-        for i in range(1, self.n_blocks + 1):
-            h = getattr(self, f'B{i}')(h)
-            outs.append(h)
-        out = self.LR_conv(self.c(torch.cat(outs, 1)))
-        out += fea
-        return self.upsampler(out)
+        super().__init__(RFDB, 'B', in_chans, scale, nf, n_blocks)
     def fold_spec(self) -> FoldSpec: return FoldSpec('fea_conv', 'upsampler.0', self.scale)
 
 # %% ../../../nbs/models/arch/rfdn.ipynb #3e02c972
-RFDN_CARD = ModelCard('Liu et al., AIM 2020 efficient SR winner', weights={4: WeightFile('rfdn_x4', 'rfdn_x4.pth',
+RFDN_CARD = ModelCard('Liu et al., AIM 2020 efficient SR winner', params={4: 433_448}, psnr_y={4: 30.34},
+                      weights={4: WeightFile('rfdn_x4', 'rfdn_x4.pth',
                             'https://github.com/njulj/RFDN/raw/7cf4e25b6633e81fd7e26891aeee2baca4f8f927/trained_model/RFDN_AIM.pth',
                             '11af8ec8ebd68689e90ef1e29044f9804c72d3bd9f7573820b7b26035782760c', 'sr')})
 

@@ -9,10 +9,10 @@ import torch.nn as nn
 from ..hub import WeightFile
 from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
-from .rfdn import ESA
+from ..layers import ESA, UpsampleOneStep
 
 # %% auto #0
-__all__ = ['RLFB', 'RLFN', 'rlfn', 'rlfn_s', 'rlfn_ntire']
+__all__ = ['RLFN_CARD', 'RLFN_S_CARD', 'RLFN_NTIRE_CARD', 'RLFB', 'RLFN', 'rlfn', 'rlfn_s', 'rlfn_ntire']
 
 # %% ../../../nbs/models/arch/rlfn.ipynb #3a3d1d53
 class RLFB(nn.Module):
@@ -41,7 +41,7 @@ class RLFN(nn.Module):
         self.conv_1 = nn.Conv2d(in_chans, nf, 3, padding=1)
         for i in range(1, n_blocks + 1): setattr(self, f'block_{i}', RLFB(nf, mid))
         self.conv_2 = nn.Conv2d(nf, nf, 3, padding=1)
-        self.upsampler = nn.Sequential(nn.Conv2d(nf, in_chans * scale**2, 3, padding=1), nn.PixelShuffle(scale))
+        self.upsampler = UpsampleOneStep(scale, nf, in_chans)
     def forward(self, x):
         fea = h = self.conv_1(x)
         for i in range(1, self.n_blocks + 1): h = getattr(self, f'block_{i}')(h)
@@ -58,17 +58,21 @@ _RLFN_SHA = {'rlfn_x2': 'eafe5d5feeb122022453595c06d79160facdc157ae88deb02a44c50
              'rlfn_s_x4': 'f769c5a88433786b2db0c2b24da6ca6c92a24c62344b9354a390f8a74388e89d',
              'rlfn_ntire_x4': '3c9be7b9d7a4bece9b68c83a56a1ffb38010f76413d5f215be6b4be842e18fb2'}
 
-def _rlfn_card(prefix:str, scales) -> ModelCard:
-    names = {s: f'{prefix}_x{s}' for s in scales}
-    return ModelCard('Kong et al., NTIRE 2022 efficient SR',
+def _rlfn_card(prefix:str, params:dict, psnr_y:dict) -> ModelCard:
+    names = {s: f'{prefix}_x{s}' for s in params}
+    return ModelCard('Kong et al., NTIRE 2022 efficient SR', params=params, psnr_y=psnr_y,
                      weights={s: WeightFile(n, f'{n}.pth', f'{_RLFN_RAW}{n}.pth', _RLFN_SHA[n], 'sr') for s, n in names.items()})
 
-@register_model('rlfn', scales=(2, 4), input_range=255., card=_rlfn_card('rlfn', (2, 4)))
+RLFN_CARD = _rlfn_card('rlfn', {2: 526_856, 4: 543_740}, {2: 36.73, 4: 30.27})
+RLFN_S_CARD = _rlfn_card('rlfn_s', {2: 454_620, 4: 470_208}, {2: 36.67, 4: 30.34})
+RLFN_NTIRE_CARD = _rlfn_card('rlfn_ntire', {4: 317_218}, {4: 30.21})
+
+@register_model('rlfn', scales=(2, 4), input_range=255., card=RLFN_CARD)
 def rlfn(scale:int, channels:int=3, **kw) -> nn.Module: return RLFN(in_chans=channels, scale=scale, **kw)
 
-@register_model('rlfn-s', scales=(2, 4), input_range=255., card=_rlfn_card('rlfn_s', (2, 4)))
+@register_model('rlfn-s', scales=(2, 4), input_range=255., card=RLFN_S_CARD)
 def rlfn_s(scale:int, channels:int=3, **kw) -> nn.Module: return RLFN(in_chans=channels, scale=scale, nf=48, **kw)
 
-@register_model('rlfn-ntire', scales=(4,), input_range=255., card=_rlfn_card('rlfn_ntire', (4,)))
+@register_model('rlfn-ntire', scales=(4,), input_range=255., card=RLFN_NTIRE_CARD)
 def rlfn_ntire(scale:int, channels:int=3, **kw) -> nn.Module:
     return RLFN(in_chans=channels, scale=scale, nf=46, mid=48, n_blocks=4, **kw)

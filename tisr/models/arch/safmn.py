@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..hub import WeightFile
+from ..layers import UpsampleOneStep
 from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 
@@ -78,7 +79,7 @@ class SAFMN(nn.Module):
         self.norm = GlobalResponseNorm(dim)
         self.to_feat = nn.Conv2d(in_chans, dim, 3, 1, 1)
         self.feats = nn.Sequential(*[SAFMBlock(dim, ffn_scale) for _ in range(n_blocks)])
-        self.to_img = nn.Sequential(nn.Conv2d(dim, in_chans * scale**2, 3, 1, 1), nn.PixelShuffle(scale))
+        self.to_img = UpsampleOneStep(scale, dim, in_chans)
 
     def forward(self, x):
         skip = F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
@@ -89,7 +90,8 @@ class SAFMN(nn.Module):
     def fold_spec(self) -> FoldSpec: return FoldSpec('to_feat', 'to_img.0', self.scale)
 
 # %% ../../../nbs/models/arch/safmn.ipynb #354daa46
-SAFMN_CARD = ModelCard('Sun et al., ICCV 2023 (NTIRE 2023 ESR)', weights={4: WeightFile(
+SAFMN_CARD = ModelCard('Sun et al., ICCV 2023 (NTIRE 2023 ESR)', params={4: 237_000}, psnr_y={4: 30.25},
+                        weights={4: WeightFile(
     'safmn_ntire23_x4', 'safmn_ntire23_x4.pth',
     'https://github.com/sunny2109/SAFMN/raw/68c2182e4f8829a979886b0a1cab8f269f91b321/NTIRE2023_ESR/model_zoo/team15_SAFMN.pth',
     '93fe3d7175ef1446cfcb3a884ddf8bbb4391f31190e9d1bf6c6c1cb768f8b565', 'sr')})

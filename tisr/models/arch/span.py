@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..hub import WeightFile
-from ..adapters import FoldSpec, DIV2K_RGB_MEAN
+from ..layers import div2k_mean, UpsampleOneStep
+from ..adapters import FoldSpec
 from ..registry import register_model, ModelCard
 
 # %% auto #0
@@ -39,13 +40,12 @@ class SPAN(nn.Module):
     def __init__(self, nf:int=28, scale:int=4, in_chans:int=3, n_blocks:int=6, img_range:float=255.):
         super().__init__()
         self.scale, self.in_chans, self.img_range, self.n_blocks = scale, in_chans, img_range, n_blocks
-        mean = DIV2K_RGB_MEAN if in_chans == 3 else (0.,) * in_chans
-        self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer('mean', div2k_mean(in_chans), persistent=False)
         self.conv_1 = ReparamConv3x3(in_chans, nf)
         for i in range(1, n_blocks + 1): setattr(self, f'block_{i}', SPAB(nf))
         self.conv_cat = nn.Conv2d(4 * nf, nf, 1)
         self.conv_2 = ReparamConv3x3(nf, nf)
-        self.upsampler = nn.Sequential(nn.Conv2d(nf, in_chans * scale**2, 3, 1, 1), nn.PixelShuffle(scale))
+        self.upsampler = UpsampleOneStep(scale, nf, in_chans)
 
     def forward(self, x):
         feat = self.conv_1((x - self.mean) * self.img_range)
@@ -57,7 +57,8 @@ class SPAN(nn.Module):
     def fold_spec(self) -> FoldSpec: return FoldSpec('conv_1.eval_conv', 'upsampler.0', self.scale)
 
 # %% ../../../nbs/models/arch/span.ipynb #6f500b40
-SPAN_CARD = ModelCard('Wan et al., CVPRW 2024 (NTIRE 2024 ESR)', weights={4: WeightFile(
+SPAN_CARD = ModelCard('Wan et al., CVPRW 2024 (NTIRE 2024 ESR)', params={4: 150_688}, psnr_y={4: 29.91},
+                       weights={4: WeightFile(
     'span_ch28_x4', 'span_ch28_x4.pth',
     'https://github.com/Amazingren/NTIRE2024_ESR/raw/6404fa48dde4a4adbf241a51debdc661aef20449/model_zoo/team38_span_ch28_slim.pth',
     '6c80f05048313289c6526e5fc9726688d7bb3dfdd6ae3c8b1e7dd09f601e5971', 'sr')})
