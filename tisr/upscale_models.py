@@ -20,11 +20,11 @@ from .upscale_io import UpscaleError, atomic_path, peak_rss_during
 from .run.finetune import tested_weights
 
 # %% auto #0
-__all__ = ['ONNX_HINT', 'MEMORY_SAFETY', 'RUNTIME_OVERHEAD_MB', 'PROBE_SIDES', 'LoadedModel', 'resolve_scale', 'load_registry',
-           'RunWeightsMissing', 'run_config', 'find_run_weights', 'run_network', 'model_from_checkpoint', 'load_run',
-           'load_checkpoint_file', 'load_model', 'TorchRunner', 'load_onnx', 'load_onnxruntime', 'export_onnx',
-           'OrtRunner', 'onnx_max_diff', 'prepared_model', 'ort_runner', 'make_runner', 'LiveTensorPeak', 'run_once',
-           'cuda_peak', 'forward_peak_bytes', 'measure_bytes_per_px']
+__all__ = ['ONNX_HINT', 'MEMORY_SAFETY', 'RUNTIME_OVERHEAD_MB', 'PROBE_SIDES', 'MIN_BYTES_PER_PX', 'LoadedModel', 'resolve_scale',
+           'load_registry', 'RunWeightsMissing', 'run_config', 'find_run_weights', 'run_network',
+           'model_from_checkpoint', 'load_run', 'load_checkpoint_file', 'load_model', 'TorchRunner', 'load_onnx',
+           'load_onnxruntime', 'export_onnx', 'OrtRunner', 'onnx_max_diff', 'prepared_model', 'ort_runner',
+           'make_runner', 'LiveTensorPeak', 'run_once', 'cuda_peak', 'forward_peak_bytes', 'measure_bytes_per_px']
 
 # %% ../nbs/93_upscale_models.ipynb #840c55dd
 @dataclass
@@ -209,6 +209,7 @@ def make_runner(lm:LoadedModel, device:torch.device, backend:str='torch', tta:bo
 MEMORY_SAFETY = 1.2        # probe-to-tile variation: buffers near the mmap threshold, allocator rounding
 RUNTIME_OVERHEAD_MB = 64   # where the resident set cannot be read: first-call costs (primitive caches, lazy imports)
 PROBE_SIDES = (128, 192)   # large enough that their buffers cross MMAP_THRESHOLD, small enough to cost ~1 s
+MIN_BYTES_PER_PX = 64      # floor: one 16-channel float32 feature map per LR pixel (a probe can read ~0 when memory is reused)
 
 class LiveTensorPeak(TorchDispatchMode):
     "Peak bytes of tensor storages created inside the block and alive at the same time (any device)."
@@ -253,4 +254,4 @@ def measure_bytes_per_px(net:nn.Module, device:torch.device, sides=PROBE_SIDES) 
     "Bytes per LR pixel of one forward: the slope between two probe sizes, times `MEMORY_SAFETY`."
     run_once(net, torch.rand(1, 1, sides[0], sides[0]))   # first call: lazy initialisation and caches, not per-pixel costs
     a, b = (forward_peak_bytes(net, s, device) for s in sides)
-    return MEMORY_SAFETY * max((b - a) / (sides[1]**2 - sides[0]**2), b / sides[1]**2)
+    return MEMORY_SAFETY * max((b - a) / (sides[1]**2 - sides[0]**2), b / sides[1]**2, MIN_BYTES_PER_PX)
