@@ -74,3 +74,16 @@ def test_evaluate_models_tidy_table():
     it = _items(2, 0)[0]
     assert one == pytest.approx(psnr(models['nearest'](it['lr'][None]).clamp(0, 1), it['hr'][None], crop_border=2).item())
     with pytest.raises(ValueError, match='missing'): evaluate_models(models, {'bad': [dict(hr=1)]}, 2)
+
+
+def test_radiometric_frames_get_an_ordering_score():
+    "A degC frame on a wide dataset range (0.1 = 26 degC) is scored on its own range, not reported as NaN."
+    from tisr.eval.loop import image_metrics
+    norm = Norm('float32', -72.0, 188.0)
+    room = 20.0 + 5.0 * torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))   # 20..25 degC
+    hr = torch.as_tensor(norm.encode(room.numpy()), dtype=torch.float32)
+    assert torch.isnan(thermal_order_violation_rate(hr, hr)).all()   # the stored scale has no ordered pair
+    same = image_metrics(hr, hr, 4, norm)
+    flipped = image_metrics(hr.max() + hr.min() - hr, hr, 4, norm)   # hot and cold swapped
+    assert same['order_violation'] == 0.0
+    assert flipped['order_violation'] == 1.0

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import json
 from ..core import quantize, to_tensor, Norm
-from ..metrics import psnr, ssim, thermal_order_violation_rate, temperature_mae, hotspot_error
+from ..metrics import psnr, ssim, thermal_order_violation_rate, frame_order_violation_rate, temperature_mae, hotspot_error
 from ..models.guided import is_guided, modalities
 from ..landmarks import FaceLandmarker, NOSE_TIP, to_rgb
 
@@ -137,8 +137,9 @@ def image_metrics(sr:torch.Tensor, hr:torch.Tensor, scale:int, norm:Norm|None=No
     vals = {'psnr': psnr(sr, hr, crop_border=scale, quantize=eight_bit).item(),
             'ssim': ssim(sr, hr, crop_border=scale, quantize=eight_bit).item()}
     if lpips is not None: vals[lpips.name] = lpips(quantize(sr), hr).item()
-    # Real-IISR's ordering metric on every dataset: 8-bit outputs rounded as they would be saved
-    vals['order_violation'] = thermal_order_violation_rate(quantize(sr) if eight_bit else sr, hr).item()
+    # Real-IISR's ordering metric on every dataset: 8-bit outputs rounded as they would be saved; radiometric
+    # frames on their own display range (the stored dataset range would leave no ordered pair)
+    vals['order_violation'] = (thermal_order_violation_rate(quantize(sr), hr) if eight_bit else frame_order_violation_rate(sr, hr)).item()
     if norm is not None and norm.kind == 'float32':
         vals['temp_mae_c'] = temperature_mae(sr, hr, norm, crop_border=scale).item()
         vals['hotspot_c'] = hotspot_error(sr, hr, norm).item()

@@ -10,7 +10,7 @@ from .fidelity import check_pair
 
 # %% auto #0
 __all__ = ['NEIGHBOURS_8', 'TOC_PATCH', 'TOC_THRESHOLD', 'intensity', 'neighbour_diffs', 'thermal_order_violation_rate',
-           'to_celsius', 'temperature_mae', 'hotspot_error']
+           'frame_order_violation_rate', 'to_celsius', 'temperature_mae', 'hotspot_error']
 
 # %% ../../nbs/metrics/42_thermal.ipynb #0316341d
 NEIGHBOURS_8 = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))   # (dy, dx) in patches
@@ -46,6 +46,13 @@ def thermal_order_violation_rate(sr:torch.Tensor, hr:torch.Tensor, patch:int=TOC
     ordered = d_hr.abs() >= tol
     flipped = ordered & (d_sr * d_hr < 0)
     return flipped.flatten(1).sum(1) / ordered.flatten(1).sum(1).double()   # 0/0 -> NaN: no ordered pair
+
+# %% ../../nbs/metrics/42_thermal.ipynb #596fe0fb
+def frame_order_violation_rate(sr:torch.Tensor, hr:torch.Tensor, **kw) -> torch.Tensor:
+    "`thermal_order_violation_rate` with SR and HR mapped by HR's own per-image min..max (a radiometric frame's display range)."
+    lo = hr.amin((1, 2, 3), keepdim=True).double()
+    span = (hr.amax((1, 2, 3), keepdim=True).double() - lo).clamp_min(1e-12)   # a flat frame has no order anyway
+    return thermal_order_violation_rate((sr.double() - lo) / span, (hr.double() - lo) / span, **kw)
 
 # %% ../../nbs/metrics/42_thermal.ipynb #3b2b2458
 def to_celsius(x:torch.Tensor, norm) -> torch.Tensor:

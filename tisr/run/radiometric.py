@@ -12,7 +12,7 @@ import torch.nn as nn
 from pathlib import Path
 from ..core import Norm
 from ..data.synth import ensure_default_radiometric
-from ..metrics import temperature_mae, hotspot_error, thermal_order_violation_rate
+from ..metrics import temperature_mae, hotspot_error, frame_order_violation_rate
 from ..eval.loop import predict, as_eval_set
 
 # %% auto #0
@@ -40,7 +40,7 @@ def path_errors(model:nn.Module, lr:torch.Tensor, hr:torch.Tensor, norm:Norm, sc
     for path, sr in srs.items():
         out[f'{path}/temp_mae_c'] = temperature_mae(sr, hr, norm, crop_border=scale).item()
         out[f'{path}/hotspot_c'] = hotspot_error(sr, hr, norm).item()
-        out[f'{path}/order_violation'] = thermal_order_violation_rate(sr.clamp(0, 1), hr).item()
+        out[f'{path}/order_violation'] = frame_order_violation_rate(sr, hr).item()
     return out
 
 # %% ../../nbs/run/85_radiometric.ipynb #a826c5e8

@@ -152,12 +152,12 @@ def rng_state() -> dict:
     return st
 
 def set_rng_state(st:dict):
-    "Restore what `rng_state` saved."
+    "Restore what `rng_state` saved (also when the checkpoint was loaded onto a GPU: RNG states live on the host)."
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in st['python']))
     kind, keys, pos, has_gauss, gauss = st['numpy']
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(st['torch'])
-    if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(st['torch'].cpu())
+    if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st['cuda']])
 
 # %% ../../nbs/train/70_engine.ipynb #109e5acb
 def init_distributed() -> tuple[int, int]:
