@@ -71,7 +71,7 @@ def test_folders_without_a_record_are_not_runs(tmp_path):
 
 def test_notebook_on_the_committed_outputs(tmp_path):
     out = tmp_path/'leaderboard'
-    run_notebook('leaderboard.ipynb', tmp_path, root=str(ROOT/'outputs'), out=str(out), frame=[16, 20])
+    run_notebook('leaderboard.ipynb', tmp_path, out_root=False, root=str(ROOT/'outputs'), out=str(out), frame=[16, 20])
     board = pd.read_csv(out/'leaderboard.csv')
     runs = {p.name for p in find_runs(ROOT/'outputs')}
     assert runs and runs <= set(board['run'])
@@ -81,6 +81,11 @@ def test_notebook_on_the_committed_outputs(tmp_path):
 
 def test_notebook_with_no_runs_says_so(tmp_path):
     (tmp_path/'empty').mkdir()
-    nb = run_notebook('leaderboard.ipynb', tmp_path, root=str(tmp_path/'empty'), out=str(tmp_path/'lb'))
+    nb = run_notebook('leaderboard.ipynb', tmp_path, out_root=False, root=str(tmp_path/'empty'), out=str(tmp_path/'lb'))
     assert 'nothing to rank' in nb.read_text()
     assert not (tmp_path/'lb').exists()
+
+
+def test_notebook_refuses_unknown_parameters(tmp_path):
+    with pytest.raises(Exception, match='unknown run parameter'):
+        run_notebook('leaderboard.ipynb', tmp_path, root=str(tmp_path))   # out_root is not a leaderboard parameter

@@ -5,6 +5,7 @@
 # %% ../../nbs/run/87_leaderboard.ipynb #ad0a619d
 from __future__ import annotations
 import json, re
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 import numpy as np
@@ -14,6 +15,7 @@ from ..models import build_model, model_info, is_guided
 from ..eval.tables import (BASELINES, COLUMN_NAMES, NOSE_METRICS, THERMAL_METRICS, lpips_names, method_order, method_table,
                               markdown_table)
 from ..eval.plots import plot_perception_distortion, plot_psnr_vs_ms
+from .config import config_from_namespace
 from .finetune import run_record
 from .guided import run_metrics
 from .zeroshot import ms_per_image
@@ -21,7 +23,7 @@ from .zeroshot import ms_per_image
 # %% auto #0
 __all__ = ['BASELINE_TOL', 'LEADERBOARD_FILES', 'find_runs', 'scored_splits', 'group_id', 'run_flags', 'run_facts',
            'baseline_label', 'gather_all', 'model_cost', 'leaderboard', 'pd_figures', 'speed_figure',
-           'leaderboard_folder', 'write_table']
+           'LeaderboardConfig', 'leaderboard_folder', 'write_table']
 
 # %% ../../nbs/run/87_leaderboard.ipynb #6c232651
 def find_runs(root='outputs') -> list[Path]:
@@ -215,6 +217,25 @@ def speed_figure(board:pd.DataFrame, path=None):
     fig.tight_layout()
     if path: fig.savefig(path, dpi=110)
     return fig
+
+# %% ../../nbs/run/87_leaderboard.ipynb #48f3c9d0
+@dataclass
+class LeaderboardConfig:
+    "The parameters of `nbs/leaderboard.ipynb`."
+    root: str = 'outputs'                 # folder searched for finished runs
+    out: str = 'outputs/leaderboard'      # where the tables and figures go
+    split: str = 'test'                   # the split ranked: test, val or eval
+    frame: list = field(default_factory=lambda: [128, 160])   # LR frame (height, width) CPU time is measured on
+    overwrite: bool = False               # write into an `out` holding other files (only the leaderboard's are replaced)
+    def __post_init__(self):
+        if self.split not in ('test', 'val', 'eval'): raise ValueError(f"split={self.split!r}; valid: test, val, eval")
+        ok = isinstance(self.frame, (list, tuple)) and len(self.frame) == 2 and all(isinstance(v, int) and v > 0 for v in self.frame)
+        if not ok: raise ValueError(f"frame={self.frame!r}; must be [height, width], two positive ints")
+
+    @classmethod
+    def from_namespace(cls, ns:dict) -> 'LeaderboardConfig':
+        "From a notebook's variables (`globals()`); unknown names raise."
+        return config_from_namespace(cls, ns)
 
 # %% ../../nbs/run/87_leaderboard.ipynb #39832cb4
 LEADERBOARD_FILES = re.compile(r'^(leaderboard|eval)\.(csv|md)$|^speed\.png$|^pd-[\w.-]+\.png$')
