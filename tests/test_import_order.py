@@ -5,12 +5,12 @@ root = pathlib.Path(__file__).resolve().parent.parent/'tisr'
 def module_name(f) -> str: return '.'.join(('tisr',) + f.relative_to(root).with_suffix('').parts).removesuffix('.__init__')
 def absolute(node, here:str) -> str:
     "The absolute module of a `from ... import` (nbdev writes relative imports into the package)."
+    if node.level == 0: return node.module or ''
+    return '.'.join(here.split('.')[:-node.level] + ([node.module] if node.module else []))
+stage = lambda mod: mod.split('.')[1] if mod.count('.') else mod
 
 
 def test_imports_point_up_the_pipeline():
-        if node.level == 0: return node.module or ''
-        return '.'.join(here.split('.')[:-node.level] + ([node.module] if node.module else []))
-    stage = lambda mod: mod.split('.')[1] if mod.count('.') else mod
     bad, n = [], 0
     for f in sorted(root.rglob('*.py')):
         if f.name == '_modidx.py': continue
