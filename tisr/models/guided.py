@@ -79,6 +79,8 @@ def nt_xent(z1:torch.Tensor, z2:torch.Tensor, temperature:float=0.5) -> torch.Te
 class CoReFusionNet(CoReFusion):
     "CoReFusion fed as the official code feeds it, behind `net(lr, guide=None) -> sr` in [0, 1] (either input may be None)."
     takes_guide = True
+    # the inputs it runs on; the RGB guide alone too (section 3.3 of source 3)
+    input_modalities = ('both', 'thermal', 'rgb')
     def __init__(self, scale:int=8, pretrained:bool=True, upsample:str='nearest', modality_dropout:float=0.0,
                  temperature:float=0.5):
         if upsample not in UPSAMPLES: raise ValueError(f"upsample={upsample!r}; valid: {', '.join(UPSAMPLES)}")
@@ -179,6 +181,8 @@ GUIDE_LAYOUTS = ('area', 'unshuffle')
 class GuidedConcat(nn.Module):
     "A single-image `SRModel` (copied, not modified) with the RGB guide entering its first conv: `net(lr, guide=None)`."
     takes_guide = True
+    # the first conv needs the thermal LR, so the guide never runs alone
+    input_modalities = ('both', 'thermal')
     def __init__(self, base:SRModel, guide_layout:str='area'):
         super().__init__()
         if guide_layout not in GUIDE_LAYOUTS: raise ValueError(f"guide_layout={guide_layout!r}; valid: {', '.join(GUIDE_LAYOUTS)}")
@@ -225,7 +229,10 @@ def is_guided(model:nn.Module) -> bool:
     return bool(getattr(m, 'takes_guide', False) or getattr(getattr(m, 'net', None), 'takes_guide', False))
 
 def modalities(model:nn.Module) -> tuple[str, ...]:
-    "The input combinations `model` runs on: 'both', 'thermal' and, for CoReFusion, 'rgb'; ('thermal',) for single-image models."
+    "The input combinations `model` runs on (its network's `input_modalities`); ('thermal',) for single-image models."
     if not is_guided(model): return ('thermal',)
-    net = getattr(getattr(model, 'module', model), 'net', model)
-    return ('both', 'thermal', 'rgb') if isinstance(net, CoReFusionNet) else ('both', 'thermal')
+    m = getattr(model, 'module', model)
+    # an attribute, not isinstance: a class re-defined in a notebook (__main__) and registered over the library's
+    # must give the same answer
+    net = m if hasattr(m, 'input_modalities') else getattr(m, 'net', m)
+    return tuple(getattr(net, 'input_modalities', ('both', 'thermal')))
