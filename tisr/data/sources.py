@@ -174,7 +174,7 @@ def scan_pairs(root, strict:bool=True, subject_re:str|None='auto', bucket:int=10
 
 # %% ../../nbs/data/21_sources.ipynb #3906023c
 _LAYOUT_PREFIX = re.compile(r'^([A-Za-z][\w\-]+):(?![\\/]{2})(.*)$')   # 2+ chars: 'C:\\x' is a path, not a layout
-SPEC_OPTS = ('bits', 'range', 'fractions', 'guide_registered')
+SPEC_OPTS = ('bits', 'range', 'fractions', 'guide_registered', 'sample')
 
 def parse_data_spec(spec) -> tuple[str, str, dict]:
     "(layout, path, options) of a spec: 'layout:path', a bare path (= 'folder'), or {'layout', 'path', **opts}."
@@ -203,12 +203,19 @@ def scan_spec(spec) -> list[Item]:
     bits, value_range = opts.pop('bits', None), opts.pop('range', None)
     opts.pop('fractions', None)
     registered = opts.pop('guide_registered', None)
+    sample = opts.pop('sample', None)
+    if sample is not None and not (isinstance(sample, int) and not isinstance(sample, bool) and sample >= 1):
+        raise ValueError(f"{path}: sample={sample!r}; must be an int >= 1 (the number of images kept)")
     if registered not in (None, True, False): raise ValueError(f"{path}: guide_registered={registered!r}; valid: true, false")
     if value_range is not None and not (len(value_range) == 2 and float(value_range[1]) > float(value_range[0])):
         raise ValueError(f"{path}: range {value_range!r} must be [lo, hi] with hi > lo, in the files' units (counts or degC)")
     scan = get_source(layout)
     _check_opts(layout, scan, opts)
     items = scan(path, **opts)
+    if sample is not None and sample < len(items):
+        # evenly spaced over the sorted files: deterministic, and spread over the subjects a sorted folder groups
+        keep = np.unique(np.linspace(0, len(items) - 1, sample).round().astype(int))
+        items = [items[i] for i in keep]
     root = Path(path).expanduser().resolve()
     for it in items:
         it.meta['rel'] = os.path.relpath(Path(it.path).resolve(), root)

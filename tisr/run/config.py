@@ -17,7 +17,7 @@ from ..models import model_spec, build_model
 from ..train import RECIPES, resolve_recipe, train_config, recipe_knobs, check_knobs
 
 # %% auto #0
-__all__ = ['FIELD_HELP', 'RunConfig', 'config_from_namespace', 'run_arg_parser', 'parse_run_args']
+__all__ = ['FIELD_HELP', 'RunConfig', 'config_from_namespace', 'is_start_run', 'run_arg_parser', 'parse_run_args']
 
 # %% ../../nbs/run/80_config.ipynb #90134703
 FIELD_HELP = dict(
@@ -28,7 +28,8 @@ FIELD_HELP = dict(
     run="run name (folder under out_root/experiment); None: <recipe>-<timestamp>", out_root="where runs go",
     experiment="output folder of the experiment; None: the recipe's (finetune, delta, srresnet)",
     device="cpu, cuda, cuda:1, mps; None: TISR_DEVICE, else the best available",
-    pretrained="auto: pretrained weights when found, else random init reported as scratch-init; True: required",
+    pretrained="auto: pretrained weights when found, else random init reported as scratch-init; True: required; "
+               "a finished run folder: start from the weights it tested (same model and scale)",
     overwrite="replace an existing run folder (its old files are removed)",
     resume="continue a killed run from its last.pt (same run name)",
     resume_override="resume even if the recipe's knobs changed (never with other data or model)",
@@ -115,6 +116,10 @@ def recipe_dict(self:RunConfig) -> dict:
 # %% ../../nbs/run/80_config.ipynb #4a291a86
 _CHOICES = dict(pretrained=(True, False, 'auto'), nose=(True, False, 'auto'))
 
+def is_start_run(pretrained) -> bool:
+    "Whether `pretrained` names a run folder to start from (not True, False or 'auto')."
+    return isinstance(pretrained, (str, Path)) and pretrained != 'auto'
+
 def _spec_path(spec) -> Path: return Path(parse_data_spec(spec)[1]).expanduser()
 
 @patch
@@ -128,6 +133,7 @@ def data_specs(self:RunConfig, which:str='data') -> list:
 def check(self:RunConfig) -> dict:
     "Validate every field (and the recipe it resolves to) before anything is written; returns the resolved recipe."
     for k, ok in _CHOICES.items():
+        if k == 'pretrained' and is_start_run(self.pretrained): continue
         if getattr(self, k) not in ok: raise ValueError(f"{k}={getattr(self, k)!r}; valid: {', '.join(map(repr, ok))}")
     if self.resume and self.overwrite: raise ValueError("resume=True and overwrite=True contradict each other; pick one")
     if self.run is not None and not re.fullmatch(r'[\w.\-]+', str(self.run)):
@@ -152,6 +158,10 @@ def check(self:RunConfig) -> dict:
     for which in ('data', 'eval_data'):
         for s in self.data_specs(which):
             if not _spec_path(s).is_dir(): raise FileNotFoundError(f"{which}: {_spec_path(s)}: no such dataset folder (spec {s!r})")
+    # `start_run` reads the run it starts from (model, scale, weights) before anything is written
+    if is_start_run(self.pretrained) and not Path(self.pretrained).expanduser().is_dir():
+        raise FileNotFoundError(f"pretrained={str(self.pretrained)!r}: no such run folder; valid: True, False, 'auto', "
+                                "or a finished run folder whose tested weights the run starts from")
     self.device_obj()
     return r
 

@@ -19,14 +19,14 @@ from ..models import build_model, WeightsNotFound, model_spec, modalities, is_gu
 from ..metrics import lpips_metric, metric_conventions
 from ..eval import evaluate, summarise, val_metrics, summarise_nose, method_table, plot_curves, plot_panel, plot_perception_distortion
 from ..train import fit, train_config, init_distributed
-from .config import RunConfig
+from .config import RunConfig, is_start_run
 from .folder import RunFolder, provenance, peak_memory_mb, sibling_metrics, git_commit
 
 # %% auto #0
 __all__ = ['Run', 'start_run', 'default_data_specs', 'RunData', 'eval_sets', 'prepare_data', 'build_start_model',
            'is_face_dataset', 'Scorer', 'make_scorer', 'Results', 'score_method', 'score_baselines', 'run_info',
            'train_model', 'write_metrics', 'compared', 'test_model', 'run_figures', 'finish', 'run_record',
-           'tested_weights', 'trained_model', 'finetune']
+           'tested_weights', 'start_weights', 'trained_model', 'finetune']
 
 # %% ../../nbs/run/82_finetune.ipynb #d7273908
 @dataclass
@@ -54,6 +54,7 @@ class Run:
 def start_run(cfg:RunConfig) -> Run:
     "Check `cfg` (nothing is written when it is wrong), join the process group, open and lock the run folder."
     recipe = {**cfg.check(), 'quick': cfg.is_quick}
+    if is_start_run(cfg.pretrained): start_weights(cfg.pretrained, recipe, cfg.scale)
     rank, world = init_distributed()
     device = cfg.device_obj()
     if world > 1 and device.type == 'cuda': device = torch.device('cuda', torch.cuda.current_device())
@@ -111,8 +112,12 @@ def prepare_data(run:Run) -> RunData:
 
 # %% ../../nbs/run/82_finetune.ipynb #62a0194b
 def build_start_model(run:Run) -> tuple[nn.Module, str|None]:
-    "The model training starts from and its label: 'zero-shot', 'scratch-init' or None (a from-scratch recipe)."
+    "The model training starts from and its label: 'zero-shot', 'scratch-init', 'start: <run>' or None (a from-scratch recipe)."
     name, kw = run.recipe['model'], dict(scale=run.scale, channels=1, **run.recipe.get('model_kw', {}))
+    if is_start_run(run.cfg.pretrained):
+        start = Path(run.cfg.pretrained)
+        run.notes.append(f"started from {start_weights(start, run.recipe, run.scale)} (run {start.name}, commit {run_record(start).get('git_commit')})")
+        return trained_model(start).train().to(run.device), f'start: {start.name}'
     # score_start=False: the start is no SR model yet (CoReFusion's untrained decoder), so it is not a baseline
     scored = run.recipe.get('score_start', True)
     if not run.recipe.get('pretrained', True): return build_model(name, pretrained=False, **kw).to(run.device), None
@@ -299,6 +304,14 @@ def tested_weights(run_dir, record:dict|None=None) -> Path:
     if found: return found[0]
     raise FileNotFoundError(f"{run_dir}: none of the weights it tested ({', '.join(names)} in {ck}); checkpoints are "
                             "not committed with runs: copy them back or retrain")
+
+def start_weights(run_dir, recipe:dict, scale:int) -> Path:
+    "The tested weights of finished run `run_dir` for a run of `recipe` at `scale` to start from; other networks raise."
+    rec = run_record(run_dir)
+    want = dict(model=recipe['model'], scale=scale, model_kw=recipe.get('model_kw') or {})
+    got = dict(model=rec['recipe']['model'], scale=rec['scale'], model_kw=rec['recipe'].get('model_kw') or {})
+    if got != want: raise ValueError(f"pretrained={str(run_dir)!r} trained {got}; this run needs {want}")
+    return tested_weights(run_dir, rec)
 
 def trained_model(run_dir) -> nn.Module:
     "A finished run's tested network (`tested_weights`), built as the run built it, in eval mode."
