@@ -13,4 +13,5 @@ from .zeroshot import *
 from .radiometric import *
 from .realiisr import *
 from .guided import *
+from .questions import *
 from .leaderboard import *
