@@ -74,7 +74,10 @@ def test_notebook_on_the_committed_outputs(tmp_path):
     run_notebook('leaderboard.ipynb', tmp_path, out_root=False, root=str(ROOT/'outputs'), out=str(out), frame=[16, 20])
     board = pd.read_csv(out/'leaderboard.csv')
     runs = {p.name for p in find_runs(ROOT/'outputs')}
-    assert runs and runs <= set(board['run'])
+    # a run name two experiments share (realiisr/real-v1, questions/real-v1) is shown with its experiment folder
+    shown = {r.split('/')[-1] for r in board['run']}
+    assert runs and runs <= shown
+    assert {'questions/real-v1', 'realiisr/real-v1'} <= set(board['run']) or 'real-v1' not in runs
     assert not board.duplicated(['comparable_group', 'dataset', 'method']).any()
     assert (out/'speed.png').is_file() and list(out.glob('pd-*.png'))
 
