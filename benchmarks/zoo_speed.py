@@ -168,19 +168,28 @@ def call_seconds(net, x) -> float:
     return time.perf_counter() - t
 
 
-def paired_times(ours, official, x, rounds: int, warmup: int, budget_s: float) -> tuple[list, list]:
-    "Per-call seconds of both networks over interleaved rounds (AB BA ...); `rounds` 0: as many as fit `budget_s`."
-    for _ in range(warmup): ours(x); official(x)
+def interleaved_times(fns: list, x, rounds: int, warmup: int, budget_s: float) -> list[list]:
+    """Per-call seconds of each of `fns` over rounds that rotate which goes first (AB BA ... for two, ABC BCA CAB ...
+    for three); `rounds` 0: as many as fit `budget_s` (at least 10, at most 400)."""
+    for _ in range(warmup):
+        for f in fns: f(x)
     if rounds <= 0:
-        pair_s = max(1e-9, call_seconds(ours, x) + call_seconds(official, x))
-        rounds = min(400, max(10, int(budget_s / pair_s)))
-    o_s, f_s = [], []
+        round_s = max(1e-9, sum(call_seconds(f, x) for f in fns))
+        rounds = min(400, max(10, int(budget_s / round_s)))
+    times = [[] for _ in fns]
     gc.disable()  # a collection inside one timed call would land on one side of a pair only
     try:
         for i in range(rounds):
-            if i % 2: f_s.append(call_seconds(official, x)); o_s.append(call_seconds(ours, x))
-            else: o_s.append(call_seconds(ours, x)); f_s.append(call_seconds(official, x))
+            for k in range(len(fns)):
+                j = (i + k) % len(fns)
+                times[j].append(call_seconds(fns[j], x))
     finally: gc.enable()
+    return times
+
+
+def paired_times(ours, official, x, rounds: int, warmup: int, budget_s: float) -> tuple[list, list]:
+    "Per-call seconds of both networks over interleaved rounds (AB BA ...); `rounds` 0: as many as fit `budget_s`."
+    o_s, f_s = interleaved_times([ours, official], x, rounds, warmup, budget_s)
     return o_s, f_s
 
 
