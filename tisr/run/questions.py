@@ -14,10 +14,11 @@ from ..data.synth import make_synth_dataset, SYNTH_DEFAULTS, SYNTH_SUBJECT_RE
 from .config import RunConfig, config_from_namespace
 from .finetune import finetune, default_data_specs
 from .guided import gather_runs
+from ..eval import markdown_table, method_table, provenance_line
 
 # %% auto #0
 __all__ = ['QUESTIONS', 'SYNTH_PRETRAIN', 'QUESTION_RUNS', 'synth_pretraining_specs', 'QuestionsConfig', 'leaked_subjects',
-           'questions', 'question_metrics']
+           'questions', 'question_metrics', 'question_table']
 
 # %% ../../nbs/run/88_questions.ipynb #992a5683
 QUESTIONS = ('synth', 'curriculum', 'sweep', 'cross_camera')
@@ -124,3 +125,10 @@ def question_metrics(dirs:dict, question:str) -> pd.DataFrame:
             [n for n in QUESTION_RUNS[question] if n in dirs]
     if not names: raise ValueError(f"no runs of question {question!r} among {sorted(dirs)}")
     return gather_runs([dirs[n] for n in names])
+
+def question_table(dirs:dict, question:str, split:str='test', out_dir=None) -> tuple[pd.DataFrame, str]:
+    "One question's method x dataset table and its provenance line; also written to out_dir/<question>-<split>.md."
+    m = question_metrics(dirs, question)
+    table, line = method_table(m, split), provenance_line(m[m['split'] == split])
+    if out_dir is not None: (Path(out_dir)/f'{question}-{split}.md').write_text(markdown_table(table) + '\n\n' + line + '\n')
+    return table, line
