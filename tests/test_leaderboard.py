@@ -92,3 +92,19 @@ def test_notebook_with_no_runs_says_so(tmp_path):
 def test_notebook_refuses_unknown_parameters(tmp_path):
     with pytest.raises(Exception, match='unknown run parameter'):
         run_notebook('leaderboard.ipynb', tmp_path, root=str(tmp_path))   # out_root is not a leaderboard parameter
+
+
+def test_notebook_compares_two_real_runs_side_by_side(tmp_path):
+    from tisr.run import RunConfig, finetune
+    tiny = dict(out_root=str(tmp_path/'outputs'), max_val=2, max_test=2, eval_size=48, quick=True, seed=1,
+                knobs=dict(epochs=1, steps_per_epoch=2))
+    pair = [str(finetune(RunConfig(recipe=r, run=r, **tiny))[0].dir) for r in ('v1', 'v2')]
+    out = tmp_path/'lb'
+    run_notebook('leaderboard.ipynb', tmp_path, out_root=False, root=str(tmp_path/'outputs'), out=str(out),
+                 frame=[8, 10], compare=pair, per_dataset=1)
+    assert (out/'panel.png').is_file() and (out/'curves.png').is_file() and (out/'leaderboard.csv').is_file()
+    # a compared folder that is not a finished run is refused before anything is written
+    with pytest.raises(Exception, match='not a finished run'):
+        run_notebook('leaderboard.ipynb', tmp_path, out_root=False, root=str(tmp_path/'outputs'), out=str(tmp_path/'lb2'),
+                     compare=[pair[0], str(tmp_path)])
+    assert not (tmp_path/'lb2').exists()

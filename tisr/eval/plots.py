@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from .tables import method_order, lpips_names, split_rows, dataset_order
 
 # %% auto #0
-__all__ = ['METRIC_LABELS', 'MARKERS', 'plot_curves', 'plot_perception_distortion', 'plot_panel', 'plot_psnr_vs_ms']
+__all__ = ['METRIC_LABELS', 'MARKERS', 'plot_curves', 'plot_curves_across_runs', 'plot_perception_distortion', 'crop',
+           'plot_panel', 'plot_psnr_vs_ms']
 
 # %% ../../nbs/eval/62_plots.ipynb #33ca2dc5
 METRIC_LABELS = {'psnr': 'PSNR (dB)', 'ssim': 'SSIM'}
@@ -35,6 +36,42 @@ def plot_curves(log:pd.DataFrame, path=None, metric:str='psnr', title:str='', x:
         if len(z): ax.axhline(z.iloc[0], ls='--', color=color, lw=1, label=f'{name} {baseline}')
     ax.set_xlabel(x); ax.set_ylabel(f'val {METRIC_LABELS.get(metric, metric)}'); ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7); ax.grid(alpha=.3); fig.tight_layout()
+    if path: fig.savefig(path, dpi=110)
+    return fig
+
+# %% ../../nbs/eval/62_plots.ipynb #a5fe3da3
+def _datasets(logs, metric:str) -> list[str]:
+    cols = [c for log in logs for c in log if str(c).endswith('/' + metric)]
+    return [c[:-len(metric) - 1] for c in dict.fromkeys(cols)]
+
+def plot_curves_across_runs(groups:dict[str, dict[str, pd.DataFrame]], baselines:dict|None=None, path=None,
+                            metric:str='psnr', baseline:str='zero-shot'):
+    "Validation `metric` of several runs: a row of panels (one per dataset) for each group {title: {run: log}}, a line per run against step, and the group's `baseline` {title: {dataset: value}} dashed."
+    if not groups or not any(groups.values()): raise ValueError("plot_curves_across_runs got no runs")
+    rows = [(title, logs, _datasets(logs.values(), metric)) for title, logs in groups.items()]
+    empty = [t for t, _, names in rows if not names]
+    if empty: raise ValueError(f"no '*/{metric}' columns in the logs of {empty}")
+    ncols = max(len(names) for _, _, names in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(4.2 * ncols, 3.2 * len(rows)), squeeze=False)
+    for r, (title, logs, names) in enumerate(rows):
+        base = (baselines or {}).get(title) or {}
+        for c in range(ncols):
+            ax = axes[r][c]
+            if c >= len(names):
+                ax.axis('off')
+                continue
+            col = f'{names[c]}/{metric}'
+            for i, (run, log) in enumerate(logs.items()):
+                if col not in log: continue
+                pts = log[['step', col]].dropna()
+                ax.plot(pts['step'], pts[col], marker='o', ms=3, color=f'C{i % 10}', label=run)
+            if names[c] in base: ax.axhline(base[names[c]], ls='--', color='k', lw=1, label=baseline)
+            ax.set_title(f'{title}\n{names[c]}' if len(rows) > 1 else names[c], fontsize=8)
+            ax.set_xlabel('step')
+            ax.set_ylabel(f'val {METRIC_LABELS.get(metric, metric)}')
+            ax.grid(alpha=.3)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
     if path: fig.savefig(path, dpi=110)
     return fig
 
@@ -82,21 +119,42 @@ def _img(t:torch.Tensor) -> np.ndarray:
     a = t.detach().float().cpu().clamp(0, 1).numpy()
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
+def _show(ax, t:torch.Tensor):
+    ax.imshow(_img(t), cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+def crop(t:torch.Tensor, box:tuple) -> torch.Tensor:
+    "The (top, left, size) square of a CxHxW image."
+    top, left, size = box
+    return t[..., top:top + size, left:left + size]
+
 def plot_panel(rows:list[dict], path=None, max_rows:int=4):
-    "Rows of images: HR, LR (nearest, HR size), the RGB guide when rows have one, and each method's SR; `rows` items: dict(hr, lr, title, sr={method: t}[, guide])."
+    """Rows of images: HR, LR (nearest, HR size), the RGB guide when rows have one, and each method's SR.
+    `rows` items: dict(hr, lr, title, sr={method: t}[, guide][, box=(top, left, size)][, scores={column: text}]).
+    A row with a box gets a second row of that square enlarged (source 2's zoom crops); a score goes under its image."""
     rows = rows[:max_rows]
     if not rows: raise ValueError("plot_panel needs at least one row")
     methods = list(rows[0]['sr'])
     guided = rows[0].get('guide') is not None
     cols = ['HR', 'LR (nearest)'] + (['guide (RGB)'] if guided else []) + methods
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.1 * len(cols), 2.2 * len(rows)), squeeze=False)
+    per = 2 if any(r.get('box') for r in rows) else 1
+    fig, axes = plt.subplots(len(rows) * per, len(cols), figsize=(2.1 * len(cols), 2.2 * len(rows) * per), squeeze=False)
     for r, row in enumerate(rows):
         lr_up = F.interpolate(row['lr'][None], size=row['hr'].shape[-2:], mode='nearest')[0]
         ims = [row['hr'], lr_up] + ([row['guide']] if guided else []) + [row['sr'][m] for m in methods]
+        box = row.get('box')
         for c, (im, name) in enumerate(zip(ims, cols)):
-            ax = axes[r][c]; ax.imshow(_img(im), cmap='gray', vmin=0, vmax=1); ax.set_xticks([]); ax.set_yticks([])
+            ax = axes[r * per][c]
+            _show(ax, im)
             if r == 0: ax.set_title(name, fontsize=8)
-        axes[r][0].set_ylabel(row.get('title', ''), fontsize=7)
+            score = (row.get('scores') or {}).get(name)
+            if score: ax.set_xlabel(score, fontsize=7)
+            if box: ax.add_patch(plt.Rectangle((box[1] - .5, box[0] - .5), box[2], box[2], fill=False, ec='red', lw=1))
+            if per == 2 and box: _show(axes[r * per + 1][c], crop(im, box))
+            elif per == 2: axes[r * per + 1][c].axis('off')
+        axes[r * per][0].set_ylabel(row.get('title', ''), fontsize=7)
+        if per == 2 and box: axes[r * per + 1][0].set_ylabel(f'zoom {box[2]}x{box[2]}', fontsize=7)
     fig.tight_layout()
     if path: fig.savefig(path, dpi=110)
     return fig

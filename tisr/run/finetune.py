@@ -227,9 +227,11 @@ def train_model(run:Run, data:RunData, scorer:Scorer, model:nn.Module, epoch0:di
 
 # %% ../../nbs/run/82_finetune.ipynb #a411853e
 def write_metrics(run:Run, data:RunData, scorer:Scorer, results:Results) -> pd.DataFrame:
-    "Write per_image.csv and metrics.csv (tidy summaries with provenance); return the metrics."
+    "Write per_image.csv and .json (every image's scores) and metrics.csv (tidy summaries with provenance); return the metrics."
     pi = results.per_image
     pi.to_csv(run.dir/'per_image.csv', index=False)
+    # the same rows as JSON records too, as source 2 publishes its per-image results (a missing value is null)
+    pi.to_json(run.dir/'per_image.json', orient='records', indent=1)
     image_rows = pi[pi['metric'] != 'nose']
     parts = [summarise(d, s) for s, d in image_rows.groupby('split')]
     if (pi['metric'] == 'nose').any(): parts += [summarise_nose(pi, s) for s in pi['split'].unique()]

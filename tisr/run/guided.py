@@ -14,8 +14,7 @@ from ..eval.tables import method_table
 from .finetune import finetune, default_data_specs
 
 # %% auto #0
-__all__ = ['GUIDED_BETAS', 'MODALITY_RE', 'guided_configs', 'run_metrics', 'gather_runs', 'beta_table', 'GuidedConfig', 'guided',
-           'val_logs']
+__all__ = ['GUIDED_BETAS', 'MODALITY_RE', 'guided_configs', 'run_metrics', 'gather_runs', 'beta_table', 'GuidedConfig', 'guided']
 
 # %% ../../nbs/run/86_guided.ipynb #9065e57c
 GUIDED_BETAS = (0.0, 0.001, 0.01, 0.1, 1.0)
@@ -104,7 +103,3 @@ def guided(cfg:GuidedConfig) -> tuple[list[Path], pd.DataFrame]:
     "Run the guided experiment: the run folders and their gathered metrics."
     dirs = [finetune(c)[0].dir for c in cfg.run_configs()]
     return dirs, gather_runs(dirs)
-
-def val_logs(run_dirs) -> dict[str, pd.DataFrame]:
-    "Each run's log.csv (validation rows by step), by run name."
-    return {Path(d).name: pd.read_csv(Path(d)/'log.csv') for d in run_dirs}

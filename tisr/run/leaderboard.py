@@ -11,19 +11,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from ..models import build_model, model_info, is_guided
 from ..eval.tables import (BASELINES, COLUMN_NAMES, NOSE_METRICS, THERMAL_METRICS, lpips_names, method_order, method_table,
                               markdown_table)
-from ..eval.plots import plot_perception_distortion, plot_psnr_vs_ms
+from ..eval.plots import plot_perception_distortion, plot_psnr_vs_ms, plot_panel, plot_curves_across_runs
+from ..eval.loop import image_metrics, predict
+from ..core import Norm
 from .config import config_from_namespace
-from .finetune import run_record
+from .finetune import run_record, tested_weights, trained_model
+from .realiisr import run_test_sets, run_methods
 from .guided import run_metrics
 from .zeroshot import ms_per_image
 
 # %% auto #0
-__all__ = ['BASELINE_TOL', 'LEADERBOARD_FILES', 'find_runs', 'scored_splits', 'group_id', 'run_flags', 'run_facts',
-           'baseline_label', 'gather_all', 'model_cost', 'leaderboard', 'pd_figures', 'speed_figure',
-           'LeaderboardConfig', 'leaderboard_folder', 'write_table']
+__all__ = ['BASELINE_TOL', 'SETUP_CAPS', 'PANEL_TOL', 'LEADERBOARD_FILES', 'find_runs', 'scored_splits', 'group_id', 'run_flags',
+           'run_facts', 'baseline_label', 'run_labels', 'gather_all', 'model_cost', 'leaderboard', 'pd_figures',
+           'speed_figure', 'run_setup', 'check_comparison', 'evenly_spaced', 'detail_box', 'comparison_rows',
+           'comparison_panel', 'curve_groups', 'val_curves', 'LeaderboardConfig', 'leaderboard_folder', 'write_table']
 
 # %% ../../nbs/run/87_leaderboard.ipynb #6c232651
 def find_runs(root='outputs') -> list[Path]:
@@ -83,6 +88,12 @@ def _labelled(f:dict, name:str) -> pd.DataFrame:
     return m.assign(recorded=m['method'], method=label, run=name, comparable_group=f['comparable_group'], baseline=~trained)
 
 # %% ../../nbs/run/87_leaderboard.ipynb #03b8755e
+def run_labels(run_dirs) -> list[str]:
+    "Each run's name in tables and figures: its folder's name, with the experiment folder when two runs share a name."
+    dirs = [Path(d) for d in run_dirs]
+    shared = pd.Series([d.name for d in dirs]).duplicated(keep=False)
+    return [f"{d.parent.name}/{d.name}" if dup else d.name for d, dup in zip(dirs, shared)]
+
 def _differing_baselines(base:pd.DataFrame) -> set:
     "(group, method) of baselines whose scores differ between the runs that scored them."
     spread = base.groupby(['comparable_group', 'method', 'split', 'dataset', 'metric'])['value'].agg(lambda v: v.max() - v.min())
@@ -92,8 +103,7 @@ def gather_all(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Every run's metrics, labelled, with run and comparable group, baselines once per group; and one row of facts per run."
     facts = [run_facts(d) for d in run_dirs]
     if not facts: raise ValueError("no run folders given; find them with find_runs(root)")
-    names = pd.Series([f['run'] for f in facts])
-    labels = [f"{f['dir'].parent.name}/{f['run']}" if dup else f['run'] for f, dup in zip(facts, names.duplicated(keep=False))]
+    labels = run_labels([f['dir'] for f in facts])
     tidy = pd.concat([_labelled(f, name) for f, name in zip(facts, labels)], ignore_index=True)
     base = tidy[tidy['baseline']]
     # once per group, split and dataset: an evaluation-only dataset's baselines come from the runs that scored it
@@ -218,6 +228,118 @@ def speed_figure(board:pd.DataFrame, path=None):
     if path: fig.savefig(path, dpi=110)
     return fig
 
+# %% ../../nbs/run/87_leaderboard.ipynb #c1f8c227
+SETUP_CAPS = dict(test='max_test', val='max_val')
+
+def run_setup(rec:dict, split:str='test') -> dict:
+    "What makes two runs' `split` images the same pictures: manifest, scale, LR maker, seed, image size cap and that split's count cap."
+    if split not in SETUP_CAPS: raise ValueError(f"split={split!r}; valid: {', '.join(SETUP_CAPS)}")
+    r = rec['recipe']
+    return dict(manifest_hash=rec['manifest_hash'], scale=rec['scale'], degradation=str(r.get('degradation')),
+                seed=r.get('seed'), eval_size=rec.get('eval_size'), **{SETUP_CAPS[split]: rec.get(SETUP_CAPS[split])})
+
+def check_comparison(run_dirs) -> list[Path]:
+    "The run folders, once each is a finished run with a full record and its tested checkpoint, all tested on the same images."
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs: raise ValueError("no runs to compare; give finished run folders")
+    recs = [run_record(d) for d in dirs]
+    ref = run_setup(recs[0])
+    for d, rec in zip(dirs, recs):
+        diff = [f"{k} {ref[k]!r} vs {v!r}" for k, v in run_setup(rec).items() if v != ref[k]]
+        if diff: raise ValueError(f"{d} was tested on other images than {dirs[0]}: {', '.join(diff)}")
+        if 'config' not in rec: raise ValueError(f"{d}: its config.json has no 'config' (an older run); run it again to draw it")
+        tested_weights(d, rec)
+    return dirs
+
+# %% ../../nbs/run/87_leaderboard.ipynb #33e22530
+def evenly_spaced(n:int, count:int) -> list[int]:
+    "`count` indexes spread evenly over range(n), first and last included; all of them when n <= count."
+    return sorted(set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist())) if n > 0 and count > 0 else []
+
+def detail_box(hr:torch.Tensor, size:int) -> tuple[int, int, int]:
+    "(top, left, size) of the size x size square of `hr` (1xHxW) with the most gradient energy: where the methods differ most."
+    g = hr[0].double()
+    size = min(size, *g.shape)
+    energy = torch.zeros_like(g)
+    energy[:, 1:] += (g[:, 1:] - g[:, :-1]).abs()
+    energy[1:, :] += (g[1:, :] - g[:-1, :]).abs()
+    sums = F.avg_pool2d(energy[None, None], size, stride=1)[0, 0]
+    top, left = divmod(int(sums.argmax()), sums.shape[1])
+    return top, left, size
+
+# %% ../../nbs/run/87_leaderboard.ipynb #d911ea84
+PANEL_TOL = 0.01   # dB: the same checkpoint on the same image on another machine moves PSNR by ~1e-6
+
+def _recorded_psnr(run_dir:Path) -> pd.Series:
+    pi = pd.read_csv(run_dir/'per_image.csv')
+    return pi[(pi['metric'] == 'psnr') & (pi['split'] == 'test')].set_index(['dataset', 'image', 'method'])['value']
+
+def _checked_psnr(sr:torch.Tensor, sample:dict, scale:int, recorded:pd.Series, method:str, run_dir:Path) -> float:
+    norm = Norm.from_dict(json.loads(sample['norm'])) if 'norm' in sample else None
+    got = image_metrics(sr, sample['hr'][None], scale, norm)['psnr']
+    key = (sample['dataset'], Path(sample['path']).name, method)
+    if key not in recorded.index: raise ValueError(f"{run_dir}/per_image.csv has no test PSNR of {method!r} on {key[1]} ({key[0]})")
+    want = float(recorded[key])
+    if abs(got - want) > PANEL_TOL:
+        raise ValueError(f"{run_dir}: {method!r} scores {got:.3f} dB on {key[1]} now and {want:.3f} dB in its per_image.csv; "
+                         "its checkpoint or its test images changed since it ran")
+    return got
+
+def comparison_rows(run_dirs, per_dataset:int=3, zoom:int|None=None) -> list[dict]:
+    "`plot_panel` rows of `per_dataset` test images of each dataset: the zero-shot network and each run's, with checked PSNRs and a zoom box (side: `zoom`, default a quarter of the shorter side)."
+    dirs = check_comparison(run_dirs)
+    start = run_methods(dirs[0])
+    # label: (network, run folder holding its recorded scores, its name there)
+    methods = {'zero-shot': (start['zero-shot'], dirs[0], 'zero-shot')} if 'zero-shot' in start else {}
+    for d, label in zip(dirs, run_labels(dirs)):
+        methods[label] = (trained_model(d), d, run_record(d)['recipe']['recipe'])
+    guided = [label for label, (net, _, _) in methods.items() if is_guided(net)]
+    if guided: raise ValueError(f"{guided} need an RGB guide; the guided notebook draws their panel")
+    recorded = {d: _recorded_psnr(d) for d in dirs}
+    scale = run_record(dirs[0])['scale']
+    rows = []
+    for name, ds in run_test_sets(dirs[0])['test'].items():
+        for i in evenly_spaced(len(ds), per_dataset):
+            s = ds[i]
+            srs, scores = {}, {}
+            for label, (net, d, method) in methods.items():
+                sr = predict(net, s['lr'][None])
+                scores[label] = f"{_checked_psnr(sr, s, scale, recorded[d], method, d):.2f} dB"
+                srs[label] = sr[0]
+            box = detail_box(s['hr'], zoom or min(s['hr'].shape[-2:]) // 4)
+            rows.append(dict(hr=s['hr'], lr=s['lr'], title=f"{name}\n{Path(s['path']).name}", sr=srs, scores=scores, box=box))
+    return rows
+
+def comparison_panel(run_dirs, per_dataset:int=3, zoom:int|None=None, path=None):
+    "Source 1's HR / LR / zero-shot / runs panel on the same test images, with source 2's zoom crops under each row."
+    rows = comparison_rows(run_dirs, per_dataset, zoom)
+    return plot_panel(rows, path, max_rows=len(rows))
+
+# %% ../../nbs/run/87_leaderboard.ipynb #c5023ee8
+def curve_groups(run_dirs, metric:str='psnr') -> tuple[dict, dict]:
+    "The runs' validation logs by group of runs validated on the same images {group: {run: log}}, and each group's zero-shot `metric` per dataset."
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs: raise ValueError("no runs to draw; give finished run folders")
+    groups, zero_shot = {}, {}
+    for d, label in zip(dirs, run_labels(dirs)):
+        s = run_setup(run_record(d), 'val')
+        title = (f"{group_id(s['manifest_hash'], s['scale'], s['degradation'])} seed {s['seed']}, "
+                 f"max_val {s['max_val']}, eval_size {s['eval_size']}")
+        log = pd.read_csv(d/'log.csv')
+        groups.setdefault(title, {})[label] = log
+        started = set(pd.read_csv(d/'metrics.csv', usecols=['method'])['method'])
+        first = log[log['step'] == 0]
+        # step 0 scores the start network: the zero-shot one only when the run started from the pretrained weights
+        if 'zero-shot' in started and len(first) and title not in zero_shot:
+            row = first.iloc[0]
+            zero_shot[title] = {c[:-len(metric) - 1]: float(row[c]) for c in log if c.endswith('/' + metric) and pd.notna(row[c])}
+    return groups, zero_shot
+
+def val_curves(run_dirs, path=None, metric:str='psnr'):
+    "Validation `metric` of the runs per dataset, a row per group of runs validated on the same images, with the zero-shot line."
+    groups, zero_shot = curve_groups(run_dirs, metric)
+    return plot_curves_across_runs(groups, zero_shot, path, metric)
+
 # %% ../../nbs/run/87_leaderboard.ipynb #48f3c9d0
 @dataclass
 class LeaderboardConfig:
@@ -227,10 +349,16 @@ class LeaderboardConfig:
     split: str = 'test'                   # the split ranked: test, val or eval
     frame: list = field(default_factory=lambda: [128, 160])   # LR frame (height, width) CPU time is measured on
     overwrite: bool = False               # write into an `out` holding other files (only the leaderboard's are replaced)
+    compare: list = field(default_factory=list)   # run folders drawn side by side (panel with zoom crops, val curves); needs their checkpoints
+    per_dataset: int = 3                  # test images per dataset in the panel
     def __post_init__(self):
         if self.split not in ('test', 'val', 'eval'): raise ValueError(f"split={self.split!r}; valid: test, val, eval")
         ok = isinstance(self.frame, (list, tuple)) and len(self.frame) == 2 and all(isinstance(v, int) and v > 0 for v in self.frame)
         if not ok: raise ValueError(f"frame={self.frame!r}; must be [height, width], two positive ints")
+        if not isinstance(self.per_dataset, int) or self.per_dataset < 1: raise ValueError(f"per_dataset={self.per_dataset!r}; must be a positive int")
+        if not isinstance(self.compare, (list, tuple)): raise ValueError(f"compare={self.compare!r}; must be a list of run folders")
+        # the compared runs are checked here, before any table is written
+        if self.compare: check_comparison(self.compare)
 
     @classmethod
     def from_namespace(cls, ns:dict) -> 'LeaderboardConfig':
@@ -238,7 +366,7 @@ class LeaderboardConfig:
         return config_from_namespace(cls, ns)
 
 # %% ../../nbs/run/87_leaderboard.ipynb #39832cb4
-LEADERBOARD_FILES = re.compile(r'^(leaderboard|eval)\.(csv|md)$|^speed\.png$|^pd-[\w.-]+\.png$')
+LEADERBOARD_FILES = re.compile(r'^(leaderboard|eval)\.(csv|md)$|^(speed|panel|curves)\.png$|^pd-[\w.-]+\.png$')
 
 def leaderboard_folder(out, overwrite:bool=False) -> Path:
     "`out`, created and cleared of earlier leaderboard files; a folder holding other files raises unless `overwrite`."
