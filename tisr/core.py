@@ -14,8 +14,8 @@ import torch
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'ImageReadError', 'Norm', 'bit_depth_norm', 'read_raw', 'read_image', 'write_image', 'save_norm',
            'load_norm', 'to_tensor', 'to_numpy', 'quantize', 'in_notebook', 'get_device', 'seed_everything', 'Registry',
-           'modcrop', 'env_dir', 'cache_dir', 'sha256_file', 'content_hash', 'CheckpointError', 'save_checkpoint',
-           'read_checkpoint']
+           'modcrop', 'evenly_spaced', 'env_dir', 'cache_dir', 'sha256_file', 'content_hash', 'CheckpointError',
+           'save_checkpoint', 'read_checkpoint']
 
 # %% ../nbs/00_core.ipynb #1811384e
 IMAGE_EXTS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.npy')
@@ -211,6 +211,12 @@ def modcrop(img, scale:int):
     if img.ndim not in (2, 3): raise ValueError(f"modcrop takes an HxW or HxWxC array; got shape {img.shape}")
     h, w = img.shape[:2]
     return img[:h - h % scale, :w - w % scale, ...]
+
+# %% ../nbs/00_core.ipynb #5982764d
+def evenly_spaced(n:int, count:int) -> list[int]:
+    "`count` indexes spread evenly over range(n), first and last included; all of them when n <= count."
+    if n <= 0 or count <= 0: return []
+    return sorted(set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist()))
 
 # %% ../nbs/00_core.ipynb #7f36f1f2
 def env_dir(name:str) -> Path|None:

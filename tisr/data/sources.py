@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Callable
 import numpy as np
-from ..core import IMAGE_EXTS, Registry
+from ..core import IMAGE_EXTS, Registry, evenly_spaced
 
 # %% auto #0
 __all__ = ['SOURCES', 'SPLITS', 'PREFIX_ID_RE', 'SPEC_OPTS', 'Item', 'register_source', 'get_source', 'check_splits',
@@ -214,8 +214,7 @@ def scan_spec(spec) -> list[Item]:
     items = scan(path, **opts)
     if sample is not None and sample < len(items):
         # evenly spaced over the sorted files: deterministic, and spread over the subjects a sorted folder groups
-        keep = np.unique(np.linspace(0, len(items) - 1, sample).round().astype(int))
-        items = [items[i] for i in keep]
+        items = [items[i] for i in evenly_spaced(len(items), sample)]
     root = Path(path).expanduser().resolve()
     for it in items:
         it.meta['rel'] = os.path.relpath(Path(it.path).resolve(), root)

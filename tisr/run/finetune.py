@@ -23,10 +23,10 @@ from .config import RunConfig, is_start_run
 from .folder import RunFolder, provenance, peak_memory_mb, sibling_metrics, git_commit
 
 # %% auto #0
-__all__ = ['Run', 'start_run', 'default_data_specs', 'RunData', 'eval_sets', 'prepare_data', 'build_start_model',
+__all__ = ['SPLIT_CAPS', 'Run', 'start_run', 'default_data_specs', 'RunData', 'eval_sets', 'prepare_data', 'build_start_model',
            'is_face_dataset', 'Scorer', 'make_scorer', 'Results', 'score_method', 'score_baselines', 'run_info',
            'train_model', 'write_metrics', 'compared', 'test_model', 'run_figures', 'finish', 'run_record',
-           'tested_weights', 'start_weights', 'trained_model', 'finetune']
+           'tested_weights', 'start_weights', 'trained_model', 'run_setup', 'check_same_images', 'finetune']
 
 # %% ../../nbs/run/82_finetune.ipynb #d7273908
 @dataclass
@@ -321,6 +321,27 @@ def trained_model(run_dir) -> nn.Module:
     r, path = rec['recipe'], tested_weights(run_dir, rec)
     model = build_model(r['model'], rec['scale'], pretrained=False, channels=1, **r.get('model_kw', {}))
     return load_state_dict_checked(model, read_checkpoint(path)['model'], str(path)).eval()
+
+# %% ../../nbs/run/82_finetune.ipynb #f3c0c136
+SPLIT_CAPS = dict(test='max_test', val='max_val')
+
+def run_setup(run_dir, split:str='test') -> dict:
+    "What makes two finished runs' `split` images the same pictures: manifest, scale, LR maker, seed, the image size cap and that split's count cap."
+    if split not in SPLIT_CAPS: raise ValueError(f"split={split!r}; valid: {', '.join(SPLIT_CAPS)}")
+    rec = run_record(run_dir)
+    r = rec['recipe']
+    return dict(manifest_hash=rec['manifest_hash'], scale=rec['scale'], degradation=str(r.get('degradation')),
+                seed=r.get('seed'), eval_size=rec.get('eval_size'), **{SPLIT_CAPS[split]: rec.get(SPLIT_CAPS[split])})
+
+def check_same_images(run_dirs, split:str='test') -> list[Path]:
+    "The run folders, once each is checked to have scored the same `split` images as the first; a difference raises, naming it."
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs: raise ValueError("no runs to compare; give finished run folders")
+    ref = run_setup(dirs[0], split)
+    for d in dirs[1:]:
+        diff = [f"{k} {ref[k]!r} vs {v!r}" for k, v in run_setup(d, split).items() if v != ref[k]]
+        if diff: raise ValueError(f"{d} scored other {split} images than {dirs[0]}: {', '.join(diff)} (first vs this run)")
+    return dirs
 
 # %% ../../nbs/run/82_finetune.ipynb #5228fa97
 def finetune(cfg:RunConfig) -> tuple[Run, pd.DataFrame|None]:

@@ -17,18 +17,18 @@ from ..eval.tables import (BASELINES, COLUMN_NAMES, NOSE_METRICS, THERMAL_METRIC
                               markdown_table)
 from ..eval.plots import plot_perception_distortion, plot_psnr_vs_ms, plot_panel, plot_curves_across_runs
 from ..eval.loop import image_metrics, predict
-from ..core import Norm
+from ..core import Norm, evenly_spaced
 from .config import config_from_namespace
-from .finetune import run_record, tested_weights, trained_model
+from .finetune import run_record, tested_weights, trained_model, run_setup, check_same_images
 from .realiisr import run_test_sets, run_methods
 from .guided import run_metrics
 from .zeroshot import ms_per_image
 
 # %% auto #0
-__all__ = ['BASELINE_TOL', 'SETUP_CAPS', 'PANEL_TOL', 'LEADERBOARD_FILES', 'find_runs', 'scored_splits', 'group_id', 'run_flags',
-           'run_facts', 'baseline_label', 'run_labels', 'gather_all', 'model_cost', 'leaderboard', 'pd_figures',
-           'speed_figure', 'run_setup', 'check_comparison', 'evenly_spaced', 'detail_box', 'comparison_rows',
-           'comparison_panel', 'curve_groups', 'val_curves', 'LeaderboardConfig', 'leaderboard_folder', 'write_table']
+__all__ = ['BASELINE_TOL', 'PANEL_TOL', 'LEADERBOARD_FILES', 'find_runs', 'scored_splits', 'group_id', 'run_flags', 'run_facts',
+           'baseline_label', 'run_labels', 'gather_all', 'model_cost', 'leaderboard', 'pd_figures', 'speed_figure',
+           'check_comparison', 'detail_box', 'comparison_rows', 'comparison_panel', 'curve_groups', 'val_curves',
+           'LeaderboardConfig', 'leaderboard_folder', 'write_table']
 
 # %% ../../nbs/run/87_leaderboard.ipynb #6c232651
 def find_runs(root='outputs') -> list[Path]:
@@ -229,33 +229,16 @@ def speed_figure(board:pd.DataFrame, path=None):
     return fig
 
 # %% ../../nbs/run/87_leaderboard.ipynb #c1f8c227
-SETUP_CAPS = dict(test='max_test', val='max_val')
-
-def run_setup(rec:dict, split:str='test') -> dict:
-    "What makes two runs' `split` images the same pictures: manifest, scale, LR maker, seed, image size cap and that split's count cap."
-    if split not in SETUP_CAPS: raise ValueError(f"split={split!r}; valid: {', '.join(SETUP_CAPS)}")
-    r = rec['recipe']
-    return dict(manifest_hash=rec['manifest_hash'], scale=rec['scale'], degradation=str(r.get('degradation')),
-                seed=r.get('seed'), eval_size=rec.get('eval_size'), **{SETUP_CAPS[split]: rec.get(SETUP_CAPS[split])})
-
 def check_comparison(run_dirs) -> list[Path]:
     "The run folders, once each is a finished run with a full record and its tested checkpoint, all tested on the same images."
-    dirs = [Path(d) for d in run_dirs]
-    if not dirs: raise ValueError("no runs to compare; give finished run folders")
-    recs = [run_record(d) for d in dirs]
-    ref = run_setup(recs[0])
-    for d, rec in zip(dirs, recs):
-        diff = [f"{k} {ref[k]!r} vs {v!r}" for k, v in run_setup(rec).items() if v != ref[k]]
-        if diff: raise ValueError(f"{d} was tested on other images than {dirs[0]}: {', '.join(diff)}")
+    dirs = check_same_images(run_dirs, 'test')
+    for d in dirs:
+        rec = run_record(d)
         if 'config' not in rec: raise ValueError(f"{d}: its config.json has no 'config' (an older run); run it again to draw it")
         tested_weights(d, rec)
     return dirs
 
 # %% ../../nbs/run/87_leaderboard.ipynb #33e22530
-def evenly_spaced(n:int, count:int) -> list[int]:
-    "`count` indexes spread evenly over range(n), first and last included; all of them when n <= count."
-    return sorted(set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist())) if n > 0 and count > 0 else []
-
 def detail_box(hr:torch.Tensor, size:int) -> tuple[int, int, int]:
     "(top, left, size) of the size x size square of `hr` (1xHxW) with the most gradient energy: where the methods differ most."
     g = hr[0].double()
@@ -322,7 +305,7 @@ def curve_groups(run_dirs, metric:str='psnr') -> tuple[dict, dict]:
     if not dirs: raise ValueError("no runs to draw; give finished run folders")
     groups, zero_shot = {}, {}
     for d, label in zip(dirs, run_labels(dirs)):
-        s = run_setup(run_record(d), 'val')
+        s = run_setup(d, 'val')
         title = (f"{group_id(s['manifest_hash'], s['scale'], s['degradation'])} seed {s['seed']}, "
                  f"max_val {s['max_val']}, eval_size {s['eval_size']}")
         log = pd.read_csv(d/'log.csv')

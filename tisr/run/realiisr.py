@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import env_dir, read_checkpoint, read_image, to_tensor
+from ..core import env_dir, read_checkpoint, read_image, to_tensor, evenly_spaced
 from ..data import Manifest, scan_spec
 from ..models import build_model, load_state_dict_checked, model_info, is_guided
 from ..models.arch.realiisr_parts import codebook_usage
@@ -23,14 +23,14 @@ from ..eval.tables import BASELINES
 from ..losses import WeightedLoss
 from ..train import model_aux_loss
 from .config import RunConfig
-from .finetune import finetune, eval_sets, run_record, trained_model
+from .finetune import finetune, eval_sets, run_record, trained_model, check_same_images
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'ABLATION_LABELS', 'SCHEDULE_KNOBS', 'GREY_TOLERANCE', 'IMAGE_SUFFIXES', 'variant_label',
            'variant_config', 'comparison_config', 'AblationConfig', 'run_test_sets', 'run_methods', 'scored_outputs',
-           'check_same_outputs', 'usage_rows', 'codebook_metrics', 'evaluation_key', 'method_labels', 'method_role',
-           'gather', 'ablation_table', 'ablation', 'train_step_seconds', 'plot_guidance', 'grey_images',
-           'no_reference_scores', 'plot_no_reference']
+           'check_same_outputs', 'usage_rows', 'codebook_metrics', 'method_labels', 'method_role', 'gather',
+           'ablation_table', 'ablation', 'train_step_seconds', 'plot_guidance', 'grey_images', 'no_reference_scores',
+           'plot_no_reference']
 
 # %% ../../nbs/run/84_realiisr.ipynb #2443fc41
 ABLATIONS = {'full': {}, 'no-tsg': {'model_kw': {'tsg': False}}, 'no-cac': {'model_kw': {'cac': False}},
@@ -167,12 +167,6 @@ def codebook_metrics(run_dir, methods:dict|None=None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=['dataset', 'split', 'method', 'metric', 'value'])
 
 # %% ../../nbs/run/84_realiisr.ipynb #227a5643
-def evaluation_key(run_dir) -> dict:
-    "What fixes a run's test images: manifest hash, scale, seed, LR maker and evaluation caps."
-    rec = run_record(run_dir)
-    return dict(manifest_hash=rec['manifest_hash'], scale=rec['config']['scale'], seed=rec['config']['seed'],
-                degradation=str(rec['recipe']['degradation']), max_test=rec['max_test'], eval_size=rec['eval_size'])
-
 def method_labels(run_dir, variant:str|None=None) -> dict[str, str]:
     "How a run's methods are named in the table: a variant's trained method by its label, another run's as '<model> <method>'."
     r = run_record(run_dir)['recipe']
@@ -188,11 +182,7 @@ def method_role(method:str, variant:str|None) -> str:
 
 def gather(runs:dict, others=()) -> pd.DataFrame:
     "One tidy frame of the variant runs ({variant: folder}) and `others` (folders): labelled methods, ordering and codebook rows, a role."
-    dirs = [Path(p) for p in [*runs.values(), *others]]
-    ref = evaluation_key(dirs[0])
-    for d in dirs[1:]:
-        diff = {k: (v, ref[k]) for k, v in evaluation_key(d).items() if v != ref[k]}
-        if diff: raise ValueError(f"run {d} was tested on other images than {dirs[0].name}: {diff} (this run vs the first)")
+    dirs = check_same_images([*runs.values(), *others])
     frames = []
     for k, d in enumerate(dirs):
         variant = list(runs)[k] if k < len(runs) else None
@@ -286,7 +276,7 @@ def grey_images(folder, limit:int|None=None, tol:float=GREY_TOLERANCE) -> list[t
     for f in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         rgb = read_image(f, channels='rgb')[0]
         if np.abs(np.diff(rgb, axis=2)).mean() <= tol: grey.append((f.name, rgb.mean(2)))
-    if limit and len(grey) > limit: grey = [grey[i] for i in np.linspace(0, len(grey) - 1, limit).round().astype(int)]
+    if limit: grey = [grey[i] for i in evenly_spaced(len(grey), limit)]
     return grey
 
 def no_reference_scores(models:dict, images:list, params:dict|None=None) -> tuple[pd.DataFrame, dict]:
