@@ -194,8 +194,8 @@ def val_metrics(model:nn.Module, val_sets:dict, scale:int, lpips=None, device=No
     for name, ds in val_sets.items():
         df, _ = evaluate(model, ds, scale, lpips=lpips, device=device, name=name)
         sm = summarise(df.assign(dataset=name), 'val')
-        # the trainer logs and monitors the image-quality metrics
-        sm = sm[sm['metric'].isin(['psnr', 'ssim']) | sm['metric'].str.contains('lpips')]
+        # the trainer logs and monitors the image-quality metrics (LPIPS is named 'LPIPS-alex-v0.1', 'ST-LPIPS-alex')
+        sm = sm[sm['metric'].isin(['psnr', 'ssim']) | sm['metric'].str.contains('lpips', case=False)]
         out.update({f'{name}/{r.metric}': r.value for r in sm.itertuples()})
     return out
 

@@ -356,11 +356,13 @@ def log_point(self:_Trainer, t0) -> bool:
     if evaluated and self.rank == 0:
         row.update(val_metrics(self.eval_model, self.val_sets, self.scale, self.lpips, self.device))
         score = _score(row, self.cfg.monitor)
-        if score is not None and _better(score, self.best['score'], self.cfg.monitor):
+        if score is None: raise ValueError(f"monitor={self.cfg.monitor!r}: the validation row has no '<dataset>/{self.cfg.monitor}' value "
+                                           f"(it has {sorted(k for k in row if '/' in k)})")
+        if _better(score, self.best['score'], self.cfg.monitor):
             self.best.update(score=score, step=self.step, bad=0)
             save_checkpoint(self.ckdir/'best.pt', model=self.eval_model.state_dict(), step=self.step, score=score,
                             monitor=self.cfg.monitor)
-        elif score is not None: self.best['bad'] += 1   # worse, or not finite: no improvement
+        else: self.best['bad'] += 1   # worse, or not finite: no improvement
         stop = bool(self.cfg.patience) and self.best['bad'] >= self.cfg.patience
         row['best_step'] = self.best['step']
     self.losses = []
@@ -406,6 +408,7 @@ def _final_model(T:_Trainer) -> nn.Module:
 def fit(model:nn.Module, train_ds, val_sets:dict, cfg:TrainConfig, scale:int, run_dir, device=None, lpips=None,
         progress:bool=True, resume:bool=False, override:bool=False, on_step=None, run_info:dict|None=None) -> FitResult:
     "Train `model` on `train_ds` with `cfg`; validate per dataset; write log.csv and checkpoints/ to `run_dir`."
+    if val_sets and cfg.monitor == 'lpips' and lpips is None: raise ValueError("monitor='lpips' needs an LPIPS metric: pass lpips=")
     T = _Trainer(model, train_ds, val_sets, cfg, scale, run_dir, device, lpips, run_info)
     _check_start(T, resume, override)
     t0, stopped = time.time(), False
