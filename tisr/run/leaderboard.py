@@ -239,13 +239,18 @@ def check_comparison(run_dirs) -> list[Path]:
     return dirs
 
 # %% ../../nbs/run/87_leaderboard.ipynb #33e22530
-def detail_box(hr:torch.Tensor, size:int) -> tuple[int, int, int]:
-    "(top, left, size) of the size x size square of `hr` (1xHxW) with the most gradient energy: where the methods differ most."
+def detail_box(hr:torch.Tensor, size:int, outputs=()) -> tuple[int, int, int]:
+    "(top, left, size) of the size x size square where the SR `outputs` (1xHxW each) disagree most; with fewer than two, where `hr` has the most gradient energy."
     g = hr[0].double()
     size = min(size, *g.shape)
-    energy = torch.zeros_like(g)
-    energy[:, 1:] += (g[:, 1:] - g[:, :-1]).abs()
-    energy[1:, :] += (g[1:, :] - g[:-1, :]).abs()
+    if len(outputs) > 1:
+        # the spread of the methods, not the HR's edges: a face's outline on a cold background has the most gradient
+        # energy, and every method draws it alike
+        energy = torch.stack([o[0].double() for o in outputs]).std(0)
+    else:
+        energy = torch.zeros_like(g)
+        energy[:, 1:] += (g[:, 1:] - g[:, :-1]).abs()
+        energy[1:, :] += (g[1:, :] - g[:-1, :]).abs()
     sums = F.avg_pool2d(energy[None, None], size, stride=1)[0, 0]
     top, left = divmod(int(sums.argmax()), sums.shape[1])
     return top, left, size
@@ -289,7 +294,7 @@ def comparison_rows(run_dirs, per_dataset:int=3, zoom:int|None=None) -> list[dic
                 sr = predict(net, s['lr'][None])
                 scores[label] = f"{_checked_psnr(sr, s, scale, recorded[d], method, d):.2f} dB"
                 srs[label] = sr[0]
-            box = detail_box(s['hr'], zoom or min(s['hr'].shape[-2:]) // 4)
+            box = detail_box(s['hr'], zoom or min(s['hr'].shape[-2:]) // 4, list(srs.values()))
             rows.append(dict(hr=s['hr'], lr=s['lr'], title=f"{name}\n{Path(s['path']).name}", sr=srs, scores=scores, box=box))
     return rows
 
