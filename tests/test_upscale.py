@@ -276,9 +276,12 @@ def test_run_folder_loads_the_weights_it_tested(tmp_path):
     with pytest.raises(U.UpscaleError, match='x4, not x2'): U.load_model(run_dir, 2)
 
 def test_older_run_config_without_channels_and_adapter(tmp_path):
-    "Committed runs (outputs/finetune/v1-real) have model and scale only; their checkpoints are not committed."
-    old = json.loads((ROOT/'outputs'/'finetune'/'v1-real'/'config.json').read_text())
-    assert 'channels' not in old and 'adapter' not in old
+    "Runs made before channels/adapter were recorded have model and scale only; they still load (1 channel, fold)."
+    committed = json.loads((ROOT/'outputs'/'finetune'/'v1-real'/'config.json').read_text())
+    # an older run's config: today's committed one without the keys that were added later
+    old = {k: v for k, v in committed.items() if k not in ('channels', 'adapter')}
+    assert 'channels' not in old and 'adapter' not in old and old['model'] == 'cfsr'
+    # committed run folders hold no checkpoints
     with pytest.raises(U.RunWeightsMissing, match='none of the weights it tested'): U.load_model(ROOT/'outputs'/'finetune'/'v1-real')
     run_dir = make_run(tmp_path, ['model.pt'], **old)
     lm = U.load_model(run_dir)
