@@ -280,12 +280,16 @@ def test_older_run_config_without_channels_and_adapter(tmp_path):
     committed = json.loads((ROOT/'outputs'/'finetune'/'v1-real'/'config.json').read_text())
     # an older run's config: today's committed one without the keys that were added later
     old = {k: v for k, v in committed.items() if k not in ('channels', 'adapter')}
-    assert 'channels' not in old and 'adapter' not in old and old['model'] == 'cfsr'
+    # the defaults an older config gets are what runs record today
+    assert (committed['channels'], committed['adapter']) == (1, 'fold')
     # committed run folders hold no checkpoints
     with pytest.raises(U.RunWeightsMissing, match='none of the weights it tested'): U.load_model(ROOT/'outputs'/'finetune'/'v1-real')
-    run_dir = make_run(tmp_path, ['model.pt'], **old)
-    lm = U.load_model(run_dir)
+    lm = U.load_model(make_run(tmp_path/'old', ['model.pt'], **old))
     assert (lm.name, lm.scale, lm.weights.name) == ('cfsr', 4, 'model.pt')
+    # same checkpoint with today's full config: the older config builds the same network
+    lm_today = U.load_model(make_run(tmp_path/'today', ['model.pt'], **committed))
+    x = torch.rand(1, 1, 16, 16)
+    with torch.inference_mode(): assert torch.equal(lm.model(x), lm_today.model(x))
 
 def test_run_with_model_kw_is_built_as_the_finetune_built_it(tmp_path, tiny):
     run_dir = make_run(tmp_path, [], model='cfsr', scale=4, channels=1, adapter='fold', recipe={'model_kw': {'embed_dim': 16, 'depths': [1, 1]}})
